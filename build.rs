@@ -1,0 +1,36 @@
+//! Link-time settings for libtorch (only when the `train` feature pulls in torch-sys).
+//!
+//! torch-sys passes `-rpath` only to its own C++ shim, so without this the binary fails at start
+//! with "libtorch_cpu.so: cannot open shared object file". torch-sys has `links = "tch"`, so a
+//! package that depends on it directly sees its `libtorch_lib` as `DEP_TCH_LIBTORCH_LIB`.
+use std::path::Path;
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    let Ok(dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
+        return;
+    };
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+    println!("cargo:rustc-env=ROUTERDC_LIBTORCH_LIB={dir}");
+    if let Some(version) = libtorch_version(Path::new(&dir)) {
+        println!("cargo:rustc-env=ROUTERDC_LIBTORCH_VERSION={version}");
+    }
+    // `--as-needed` would drop libtorch_cuda.so (nothing references it by symbol), and then
+    // `tch::Cuda::is_available()` is false even on a GPU host. CPU-only libtorch builds lack it.
+    if Path::new(&dir).join("libtorch_cuda.so").exists() {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+    }
+}
+
+/// The version of the libtorch in `lib_dir`: `torch/version.py` of a pip install, or
+/// `build-version` of a libtorch zip.
+fn libtorch_version(lib_dir: &Path) -> Option<String> {
+    let root = lib_dir.parent()?;
+    if let Ok(text) = std::fs::read_to_string(root.join("version.py")) {
+        let line = text.lines().find(|line| line.starts_with("__version__"))?;
+        return Some(line.split(['\'', '"']).nth(1)?.to_owned());
+    }
+    let text = std::fs::read_to_string(root.join("build-version")).ok()?;
+    Some(text.trim().to_owned())
+}

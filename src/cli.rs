@@ -1,0 +1,33 @@
+//! The command line (clap derive only); each stage's settings type doubles as its clap args and
+//! its pipeline-file table.
+
+use clap::{Parser, Subcommand};
+
+use crate::stages::import::{ExportConfig, ImportConfig};
+use crate::stages::ingest::IngestConfig;
+use crate::stages::report::ReportConfig;
+
+/// routerdc: LLM evaluation outputs → scored tables → RouterDC router → reports.
+#[derive(Debug, Parser)]
+#[command(name = "routerdc", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Print only data and errors: no progress bars or notes.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Score lm-evaluation-harness / bigcode-evaluation-harness per-sample outputs into one table per task.
+    Ingest(IngestConfig),
+    /// Import RouterDC JSON datasets ({question, scores, cluster_id?} records) as scored tables.
+    Import(ImportConfig),
+    /// Write scored tables back as RouterDC JSON.
+    Export(ExportConfig),
+    /// Baselines of SPEC §6 (each LLM, oracle, random, best single) per table and group.
+    Report(ReportConfig),
+    /// Check the installation: versions, libtorch, CUDA, threads, the default encoder.
+    Doctor,
+}

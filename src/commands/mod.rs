@@ -1,0 +1,146 @@
+//! One function per subcommand: settings in, files written, a summary on stderr and data on
+//! stdout. This is the only layer that prints.
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+use crate::error::Result;
+use crate::stages::{import, ingest, report};
+
+/// Run the parsed command line.
+pub fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let quiet = cli.quiet;
+    match cli.command {
+        Command::Ingest(config) => run_ingest(&config, quiet),
+        Command::Import(config) => run_import(&config, quiet),
+        Command::Export(config) => run_export(&config, quiet),
+        Command::Report(config) => run_report(&config, quiet),
+        Command::Doctor => Ok(run_doctor()),
+    }
+}
+
+fn note(quiet: bool, message: std::fmt::Arguments<'_>) {
+    if !quiet {
+        eprintln!("{message}");
+    }
+}
+
+fn run_ingest(config: &ingest::IngestConfig, quiet: bool) -> Result<ExitCode> {
+    let bar = crate::progress::spinner("ingest", quiet);
+    let done = |path: &std::path::Path| {
+        bar.set_message(path.display().to_string());
+        bar.inc(1);
+    };
+    let result = ingest::run(config, &done);
+    bar.finish_and_clear();
+    let (ingested, paths) = result?;
+    for line in &ingested.notes {
+        note(quiet, format_args!("note: {line}"));
+    }
+    if !quiet {
+        eprintln!("{}", ingest_summary(&ingested.summary));
+    }
+    for (table, path) in ingested.tables.iter().zip(&paths) {
+        note(
+            quiet,
+            format_args!(
+                "{:<28} {:>7} queries {:>3} models {:<13} → {}",
+                table.dataset,
+                table.n_queries(),
+                table.n_models(),
+                table.kind.as_str(),
+                path.display()
+            ),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The models × tasks summary: rows kept, rows dropped and why.
+fn ingest_summary(rows: &[ingest::SummaryRow]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from(
+        "| task | model | rule | filter | kept | other filters | dropped (others lack) | lacks |\n|---|---|---|---|---:|---:|---:|---:|\n",
+    );
+    for row in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.task,
+            row.model,
+            row.rule,
+            row.filter.as_deref().unwrap_or("–"),
+            row.kept,
+            row.dropped_other_filters,
+            row.dropped_incomplete,
+            row.lacks
+        );
+    }
+    out
+}
+
+fn run_import(config: &import::ImportConfig, quiet: bool) -> Result<ExitCode> {
+    let files = import::input_files(&config.inputs)?;
+    let bar = crate::progress::bar(files.len() as u64, "import", quiet);
+    let written = import::run(config, |path| {
+        bar.set_message(path.display().to_string());
+        bar.inc(1);
+    });
+    bar.finish_and_clear();
+    for (imported, path) in written? {
+        let table = &imported.table;
+        let clusters = table.cluster_ids.iter().filter(|id| id.is_some()).count();
+        note(
+            quiet,
+            format_args!(
+                "{:<24} {:>6} queries {:>3} models {:<13} {} clusters → {}",
+                table.dataset,
+                table.n_queries(),
+                table.n_models(),
+                table.kind.as_str(),
+                if clusters == 0 { "no".to_owned() } else { format!("{clusters} with") },
+                path.display()
+            ),
+        );
+        for (field, count) in &imported.ignored_fields {
+            note(
+                quiet,
+                format_args!("  note: ignored field `{field}` in {count} records of `{}`", imported.source.display()),
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_export(config: &import::ExportConfig, quiet: bool) -> Result<ExitCode> {
+    let written = import::export(config, |dataset| {
+        note(quiet, format_args!("note: RouterDC JSON has no costs; the costs of `{dataset}` are not exported"));
+    })?;
+    for path in written {
+        note(quiet, format_args!("wrote {}", path.display()));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_report(config: &report::ReportConfig, quiet: bool) -> Result<ExitCode> {
+    let output = report::run(config)?;
+    print!("{}", output.markdown);
+    for path in &output.files {
+        note(quiet, format_args!("wrote {}", path.display()));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_doctor() -> ExitCode {
+    let checks = crate::doctor::checks();
+    let mut failed = false;
+    for check in &checks {
+        let mark = if check.problem.is_some() { "✗" } else { "✓" };
+        println!("{mark} {:<16} {}", check.name, check.value);
+        if let Some(hint) = &check.problem {
+            println!("  hint: {hint}");
+            failed = true;
+        }
+    }
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}

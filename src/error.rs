@@ -1,0 +1,141 @@
+//! The library's one error type.
+//!
+//! Every message names what failed and on what (file, record, field); `hint()` gives the next
+//! step, and `is_usage()` tells the binary whether the user's input was at fault (exit code 2) or
+//! the work failed for another reason (exit code 1).
+
+use std::path::PathBuf;
+
+/// `Result` with routerdc's [`enum@Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("Failed to read `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("Failed to write `{}`", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("`{}` is empty", path.display())]
+    EmptyFile { path: PathBuf },
+
+    /// Malformed JSON, or JSON of the wrong shape, at a known place in a file.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Json { path: PathBuf, line: usize, column: usize, message: String },
+
+    /// A record whose content breaks the scored-table rules (model set, score range, ...).
+    #[error("{}: record {record}: {message}", path.display())]
+    Record {
+        path: PathBuf,
+        /// 0-based index of the record in the file.
+        record: usize,
+        message: String,
+    },
+
+    #[error("Tables disagree on the model list: `{}` has {first:?} but `{}` has {second:?}", first_path.display(), second_path.display())]
+    ModelListMismatch { first_path: PathBuf, first: Vec<String>, second_path: PathBuf, second: Vec<String> },
+
+    /// A harness output file whose layout routerdc cannot use.
+    #[error("`{}`: {message}", path.display())]
+    Layout { path: PathBuf, message: String },
+
+    /// Harness outputs that do not fit together (missing questions, duplicate ids, ...).
+    #[error("{message}")]
+    Merge { message: String, hint: String },
+
+    /// A parquet file that is not a scored table in routerdc's layout.
+    #[error("`{}` is not a routerdc scored table: {message}", path.display())]
+    Table { path: PathBuf, message: String },
+
+    #[error("Cannot tell the metric kind of dataset `{dataset}`")]
+    UnknownKind { dataset: String },
+
+    /// A bad command-line or pipeline setting.
+    #[error("Invalid setting `{name}`: {message}")]
+    Setting { name: String, message: String },
+
+    #[error("No scored tables (`*.parquet`) in `{}`", dir.display())]
+    NoTables { dir: PathBuf },
+
+    #[error("Polars failed while {context}")]
+    Polars {
+        context: String,
+        #[source]
+        source: polars::error::PolarsError,
+    },
+
+    #[error("This build has no `{feature}` support")]
+    Unsupported { feature: &'static str },
+}
+
+impl Error {
+    /// The next step for the user, printed after the error chain.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Json { message, .. } if message.contains("NaN") || message.contains("Infinity") => Some(
+                "JSON has no NaN or Infinity; write a number in [0, 1] (a failed answer scores 0)".into(),
+            ),
+            Error::Json { .. } => Some("the file, line and column above point at the problem; fix it there".into()),
+            Error::Record { .. } => Some(
+                "every record needs `question` (string) and `scores` {model: number in [0, 1]} with the same models in the same order"
+                    .into(),
+            ),
+            Error::ModelListMismatch { .. } => Some(
+                "tables used together must list the same models in the same order; re-import them with one model set".into(),
+            ),
+            Error::UnknownKind { dataset } => Some(format!(
+                "pass `--kind {dataset}=probability` (multiple choice, score > 0 means correct) or `--kind {dataset}=multi_attempt` (score is a fraction of attempts)"
+            )),
+            Error::NoTables { .. } => Some("create tables with `routerdc import --out DIR FILE...` first".into()),
+            Error::EmptyFile { .. } => Some("the file has no records; check that the export that wrote it finished".into()),
+            Error::Merge { hint, .. } => Some(hint.clone()),
+            Error::Layout { .. } => Some(
+                "routerdc reads lm-evaluation-harness samples (any version) and bigcode-evaluation-harness pass logs; see README (Ingest)"
+                    .into(),
+            ),
+            Error::Table { .. } => Some("tables are written by `routerdc import`; the layout is described in README (Scored tables)".into()),
+            Error::Unsupported { feature } => Some(format!("rebuild with `--features {feature}`")),
+            _ => None,
+        }
+    }
+
+    /// Whether the user's input or settings are at fault (exit code 2), not the work itself.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Error::EmptyFile { .. }
+                | Error::Json { .. }
+                | Error::Record { .. }
+                | Error::ModelListMismatch { .. }
+                | Error::Table { .. }
+                | Error::Layout { .. }
+                | Error::Merge { .. }
+                | Error::UnknownKind { .. }
+                | Error::Setting { .. }
+                | Error::NoTables { .. }
+        ) || matches!(self, Error::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+
+    pub(crate) fn setting(name: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Setting { name: name.into(), message: message.into() }
+    }
+
+    pub(crate) fn table(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Table { path: path.into(), message: message.into() }
+    }
+
+    pub(crate) fn polars(context: impl Into<String>) -> impl FnOnce(polars::error::PolarsError) -> Self {
+        let context = context.into();
+        move |source| Error::Polars { context, source }
+    }
+}

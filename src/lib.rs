@@ -1,0 +1,16 @@
+//! routerdc: raw LLM evaluation outputs → scored tables → a trained RouterDC router → reports.
+//!
+//! The library holds every stage; the `routerdc` binary is a thin shell over [`commands`].
+//! Scored tables (parquet, layout in [`table`]) are what the stages exchange.
+
+pub mod cli;
+pub mod commands;
+pub mod doctor;
+pub mod encoder;
+pub mod error;
+pub mod io;
+pub mod progress;
+pub mod stages;
+pub mod table;
+
+pub use error::{Error, Result};

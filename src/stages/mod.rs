@@ -1,0 +1,5 @@
+//! The pipeline stages: each a typed config and a function from tables to tables.
+
+pub mod import;
+pub mod ingest;
+pub mod report;

@@ -1,0 +1,452 @@
+//! report: the evaluation numbers of SPEC §6 for fixed routers, per table and per group of tables.
+//!
+//! For every table: each LLM alone, the oracle (the argmax of each query's score vector, first
+//! index on ties) and the random router (its expected value). For every group of tables: the
+//! unweighted mean over its tables of each of those, and the best single LLM (the LLM with the
+//! highest mean `acc_predict` over the group, first in model order on ties).
+//!
+//! - `acc`: share of queries where the routed LLM is the argmax of the score vector.
+//! - `acc_predict`: mean of the routed LLM's credit: for `probability` tables a score > 0 counts
+//!   as 1, otherwise the raw score counts.
+//! - `cost` (tables with costs only): mean cost per query of the routed LLM.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use polars::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::table::{LoadedTable, ScoredTable, check_same_models};
+
+/// Router names used in `baselines.*` besides the LLMs' own names.
+pub const ORACLE: &str = "oracle";
+pub const RANDOM: &str = "random";
+pub const BEST_SINGLE: &str = "best_single";
+
+/// A named set of tables averaged together (`--group ID=a,b,c`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Group {
+    pub id: String,
+    pub datasets: Vec<String>,
+}
+
+impl std::str::FromStr for Group {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let (id, list) = spec.split_once('=').ok_or_else(|| format!("`{spec}` is not ID=dataset,dataset,..."))?;
+        let datasets: Vec<String> =
+            list.split(',').map(str::trim).filter(|name| !name.is_empty()).map(str::to_owned).collect();
+        if id.trim().is_empty() || datasets.is_empty() {
+            return Err(format!("`{spec}` needs a group name and at least one dataset"));
+        }
+        Ok(Group { id: id.trim().to_owned(), datasets })
+    }
+}
+
+impl TryFrom<String> for Group {
+    type Error = String;
+
+    fn try_from(spec: String) -> Result<Self, Self::Error> {
+        spec.parse()
+    }
+}
+
+impl From<Group> for String {
+    fn from(group: Group) -> String {
+        format!("{}={}", group.id, group.datasets.join(","))
+    }
+}
+
+/// Whether a row describes one table or the mean over a group of tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Dataset,
+    Group,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Dataset => "dataset",
+            Scope::Group => "group",
+        }
+    }
+}
+
+/// One line of `baselines.*`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportRow {
+    pub scope: Scope,
+    /// The table's dataset name, or the group id for group rows.
+    pub dataset: String,
+    /// An LLM's name, `oracle`, `random` or `best_single`.
+    pub router: String,
+    /// The LLM a fixed router sends every query to (LLM rows and `best_single`).
+    pub llm: Option<String>,
+    pub n_queries: usize,
+    pub acc: f64,
+    pub acc_predict: f64,
+    pub cost: Option<f64>,
+}
+
+/// The rows of one table: each LLM in model order, then the oracle and the random router.
+pub fn table_baselines(table: &ScoredTable) -> Vec<ReportRow> {
+    let (n, t) = (table.n_queries(), table.n_models());
+    let mut argmax_counts = vec![0usize; t];
+    let mut credits = vec![0.0; t];
+    let mut costs = vec![0.0; t];
+    let (mut oracle_credit, mut oracle_cost, mut random_credit) = (0.0, 0.0, 0.0);
+    for row in 0..n {
+        let scores = table.score_row(row);
+        let best = first_argmax(scores);
+        argmax_counts[best] += 1;
+        let mut row_credit = 0.0;
+        for (sum, &score) in credits.iter_mut().zip(scores) {
+            let credit = table.kind.credit(score);
+            *sum += credit;
+            row_credit += credit;
+        }
+        oracle_credit += table.kind.credit(scores[best]);
+        random_credit += row_credit / t as f64;
+        if let Some(row_costs) = table.cost_row(row) {
+            for (sum, &cost) in costs.iter_mut().zip(row_costs) {
+                *sum += cost;
+            }
+            oracle_cost += row_costs[best];
+        }
+    }
+    let has_costs = table.costs.is_some();
+    let mean = |sum: f64| sum / n as f64;
+    let row = |router: &str, llm: Option<&String>, acc: f64, acc_predict: f64, cost: f64| ReportRow {
+        scope: Scope::Dataset,
+        dataset: table.dataset.clone(),
+        router: router.to_owned(),
+        llm: llm.cloned(),
+        n_queries: n,
+        acc,
+        acc_predict,
+        cost: has_costs.then_some(cost),
+    };
+    let mut rows: Vec<ReportRow> = table
+        .models
+        .iter()
+        .enumerate()
+        .map(|(i, model)| row(model, Some(model), mean(argmax_counts[i] as f64), mean(credits[i]), mean(costs[i])))
+        .collect();
+    rows.push(row(ORACLE, None, 1.0, mean(oracle_credit), mean(oracle_cost)));
+    let random_cost = costs.iter().map(|&sum| mean(sum)).sum::<f64>() / t as f64;
+    rows.push(row(RANDOM, None, 1.0 / t as f64, mean(random_credit), random_cost));
+    rows
+}
+
+/// Index of the largest score, the first one on ties (numpy's `argmax`).
+pub fn first_argmax(scores: &[f64]) -> usize {
+    let mut best = 0;
+    for (index, &score) in scores.iter().enumerate().skip(1) {
+        if score > scores[best] {
+            best = index;
+        }
+    }
+    best
+}
+
+/// Every row of the report: the tables' rows in table order, then each group's rows.
+///
+/// With no groups, one group `all` holds every table.
+pub fn baselines(tables: &[LoadedTable], groups: &[Group]) -> Result<Vec<ReportRow>> {
+    check_same_models(tables)?;
+    let groups = resolve_groups(tables, groups)?;
+    let mut rows: Vec<ReportRow> = tables.iter().flat_map(|loaded| table_baselines(&loaded.table)).collect();
+    let routers: Vec<String> = {
+        let first = &tables[0].table;
+        first.models.iter().cloned().chain([ORACLE.to_owned(), RANDOM.to_owned()]).collect()
+    };
+    let n_models = tables[0].table.n_models();
+    for group in &groups {
+        let members: Vec<&ReportRow> =
+            rows.iter().filter(|row| group.datasets.contains(&row.dataset) && row.scope == Scope::Dataset).collect();
+        let mut group_rows = Vec::with_capacity(routers.len() + 1);
+        for router in &routers {
+            let of_router: Vec<&&ReportRow> = members.iter().filter(|row| &row.router == router).collect();
+            let k = of_router.len() as f64;
+            let cost = of_router.iter().map(|row| row.cost).sum::<Option<f64>>().map(|sum| sum / k);
+            group_rows.push(ReportRow {
+                scope: Scope::Group,
+                dataset: group.id.clone(),
+                router: router.clone(),
+                llm: of_router[0].llm.clone(),
+                n_queries: of_router.iter().map(|row| row.n_queries).sum(),
+                acc: of_router.iter().map(|row| row.acc).sum::<f64>() / k,
+                acc_predict: of_router.iter().map(|row| row.acc_predict).sum::<f64>() / k,
+                cost,
+            });
+        }
+        let best = (1..n_models)
+            .fold(0, |best, i| if group_rows[i].acc_predict > group_rows[best].acc_predict { i } else { best });
+        group_rows.push(ReportRow { router: BEST_SINGLE.to_owned(), ..group_rows[best].clone() });
+        rows.extend(group_rows);
+    }
+    Ok(rows)
+}
+
+/// The groups to report: the user's, checked against the tables, or one group `all`.
+fn resolve_groups(tables: &[LoadedTable], groups: &[Group]) -> Result<Vec<Group>> {
+    let names: Vec<&String> = tables.iter().map(|loaded| &loaded.table.dataset).collect();
+    for (i, loaded) in tables.iter().enumerate() {
+        if let Some(other) = tables[..i].iter().find(|other| other.table.dataset == loaded.table.dataset) {
+            return Err(Error::setting(
+                "tables",
+                format!(
+                    "`{}` and `{}` both hold dataset `{}`",
+                    other.path.display(),
+                    loaded.path.display(),
+                    loaded.table.dataset
+                ),
+            ));
+        }
+    }
+    if groups.is_empty() {
+        return Ok(vec![Group { id: "all".into(), datasets: names.into_iter().cloned().collect() }]);
+    }
+    for (i, group) in groups.iter().enumerate() {
+        let setting = format!("group {}", group.id);
+        if groups[..i].iter().any(|other| other.id == group.id) {
+            return Err(Error::setting(setting, "the group name is used twice"));
+        }
+        if names.contains(&&group.id) {
+            return Err(Error::setting(setting, "a group cannot have the name of a dataset"));
+        }
+        if let Some(unknown) = group.datasets.iter().find(|name| !names.contains(name)) {
+            return Err(Error::setting(
+                setting,
+                format!("no table holds dataset `{unknown}`; the tables hold {names:?}"),
+            ));
+        }
+    }
+    Ok(groups.to_vec())
+}
+
+/// The rows as a frame with the columns of `baselines.csv`.
+pub fn to_frame(rows: &[ReportRow]) -> Result<DataFrame> {
+    let mut columns = vec![
+        Column::new("scope".into(), rows.iter().map(|row| row.scope.as_str()).collect::<Vec<_>>()),
+        Column::new("dataset".into(), rows.iter().map(|row| row.dataset.as_str()).collect::<Vec<_>>()),
+        Column::new("router".into(), rows.iter().map(|row| row.router.as_str()).collect::<Vec<_>>()),
+        Column::new("llm".into(), rows.iter().map(|row| row.llm.as_deref()).collect::<Vec<_>>()),
+        Column::new("n_queries".into(), rows.iter().map(|row| row.n_queries as u64).collect::<Vec<_>>()),
+        Column::new("acc".into(), rows.iter().map(|row| row.acc).collect::<Vec<_>>()),
+        Column::new("acc_predict".into(), rows.iter().map(|row| row.acc_predict).collect::<Vec<_>>()),
+    ];
+    if rows.iter().any(|row| row.cost.is_some()) {
+        columns.push(Column::new("cost".into(), rows.iter().map(|row| row.cost).collect::<Vec<_>>()));
+    }
+    DataFrame::new_infer_height(columns).map_err(Error::polars("building the baselines frame"))
+}
+
+/// The report as markdown: one table per metric, routers down, datasets then groups across,
+/// values in percent (cost in dollars per query).
+pub fn to_markdown(rows: &[ReportRow]) -> String {
+    let datasets: Vec<&str> = unique(rows.iter().filter(|r| r.scope == Scope::Dataset).map(|r| r.dataset.as_str()));
+    let groups: Vec<&str> = unique(rows.iter().filter(|r| r.scope == Scope::Group).map(|r| r.dataset.as_str()));
+    let routers: Vec<&str> = unique(rows.iter().filter(|r| r.scope == Scope::Dataset).map(|r| r.router.as_str()));
+    let lookup = |dataset: &str, router: &str| rows.iter().find(|r| r.dataset == dataset && r.router == router);
+
+    let mut out = String::new();
+    let metrics: [(&str, fn(&ReportRow) -> Option<f64>, bool); 3] = [
+        ("acc_predict (%)", |r| Some(r.acc_predict), true),
+        ("acc (%)", |r| Some(r.acc), true),
+        ("cost ($ per query)", |r| r.cost, false),
+    ];
+    for (title, value, percent) in metrics {
+        if rows.iter().all(|r| value(r).is_none()) {
+            continue;
+        }
+        let format = |v: Option<f64>| match v {
+            Some(v) if percent => format!("{:.2}", 100.0 * v),
+            Some(v) => format!("{v:.6}"),
+            None => "–".into(),
+        };
+        let _ = writeln!(out, "## {title}\n");
+        let header: Vec<String> =
+            datasets.iter().map(|d| (*d).to_owned()).chain(groups.iter().map(|g| format!("avg {g}"))).collect();
+        let _ = writeln!(out, "| router | {} |", header.join(" | "));
+        let _ = writeln!(out, "|---|{}", "---:|".repeat(header.len()));
+        for router in &routers {
+            let cells: Vec<String> =
+                datasets.iter().chain(&groups).map(|dataset| format(lookup(dataset, router).and_then(value))).collect();
+            let _ = writeln!(out, "| {router} | {} |", cells.join(" | "));
+        }
+        for group in &groups {
+            let Some(best) = lookup(group, BEST_SINGLE) else { continue };
+            let llm = best.llm.as_deref().unwrap_or_default();
+            let group_datasets: Vec<&str> = rows
+                .iter()
+                .filter(|r| r.scope == Scope::Dataset && r.router == llm)
+                .map(|r| r.dataset.as_str())
+                .collect();
+            let cells: Vec<String> = datasets
+                .iter()
+                .map(|dataset| {
+                    if group_datasets.contains(dataset) {
+                        format(lookup(dataset, llm).and_then(value))
+                    } else {
+                        "–".into()
+                    }
+                })
+                .chain(groups.iter().map(|g| if g == group { format(value(best)) } else { "–".into() }))
+                .collect();
+            let _ = writeln!(out, "| best single ({group}): {llm} | {} |", cells.join(" | "));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn unique<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut seen = Vec::new();
+    for item in items {
+        if !seen.contains(&item) {
+            seen.push(item);
+        }
+    }
+    seen
+}
+
+/// Settings of `routerdc report`.
+#[derive(Debug, Clone, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// Folder of scored tables (`*.parquet`), as written by `routerdc import`.
+    #[arg(long, value_name = "DIR")]
+    pub tables: PathBuf,
+    /// Folder for `baselines.parquet`, `baselines.csv` and `baselines.md`.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// A group of datasets to average, `ID=name,name,...` (repeatable). Default: one group `all`.
+    #[arg(long = "group", value_name = "ID=DATASETS")]
+    #[serde(default)]
+    pub groups: Vec<Group>,
+}
+
+/// What `run` wrote.
+#[derive(Debug)]
+pub struct ReportOutput {
+    pub rows: Vec<ReportRow>,
+    pub markdown: String,
+    pub files: Vec<PathBuf>,
+}
+
+/// Read the tables, compute the baselines and write `baselines.{parquet,csv,md}`.
+pub fn run(config: &ReportConfig) -> Result<ReportOutput> {
+    let tables = crate::io::read_tables(&config.tables)?;
+    let rows = baselines(&tables, &config.groups)?;
+    let markdown = to_markdown(&rows);
+    let mut frame = to_frame(&rows)?;
+    let files = ["baselines.parquet", "baselines.csv", "baselines.md"].map(|name| config.out.join(name));
+    crate::io::write_parquet(&mut frame, &files[0])?;
+    crate::io::write_csv(&mut frame, &files[1])?;
+    crate::io::write_text(&markdown, &files[2])?;
+    Ok(ReportOutput { rows, markdown, files: files.to_vec() })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::table::MetricKind;
+
+    fn table(dataset: &str, kind: MetricKind, models: &[&str], scores: &[&[f64]]) -> LoadedTable {
+        let n = scores.len();
+        LoadedTable {
+            path: Path::new(dataset).with_extension("parquet"),
+            table: ScoredTable {
+                dataset: dataset.into(),
+                kind,
+                models: models.iter().map(|m| (*m).to_owned()).collect(),
+                query_ids: (0..n).map(|i| i.to_string()).collect(),
+                texts: vec![String::new(); n],
+                splits: vec![None; n],
+                cluster_ids: vec![None; n],
+                scores: scores.concat(),
+                costs: None,
+            },
+        }
+    }
+
+    fn find<'a>(rows: &'a [ReportRow], dataset: &str, router: &str) -> &'a ReportRow {
+        rows.iter().find(|r| r.dataset == dataset && r.router == router).unwrap()
+    }
+
+    #[test]
+    fn probability_scores_count_as_correct_when_positive() {
+        // Hand computation: a is correct on q0 and q2 (2/3); b on q0 and q1 (2/3); argmax is
+        // a, b, a (acc 2/3, 1/3); the oracle is correct on all three; random = mean of 2/3, 2/3.
+        let t = table("mmlu", MetricKind::Probability, &["a", "b"], &[&[0.9, 0.2], &[0.0, 0.7], &[0.4, 0.0]]);
+        let rows = table_baselines(&t.table);
+        let close = |x: f64, y: f64| (x - y).abs() < 1e-15;
+        let a = find(&rows, "mmlu", "a");
+        assert!(close(a.acc, 2.0 / 3.0) && close(a.acc_predict, 2.0 / 3.0));
+        let b = find(&rows, "mmlu", "b");
+        assert!(close(b.acc, 1.0 / 3.0) && close(b.acc_predict, 2.0 / 3.0));
+        let oracle = find(&rows, "mmlu", ORACLE);
+        assert!(close(oracle.acc, 1.0) && close(oracle.acc_predict, 1.0));
+        let random = find(&rows, "mmlu", RANDOM);
+        assert!(close(random.acc, 0.5) && close(random.acc_predict, 2.0 / 3.0));
+    }
+
+    #[test]
+    fn ties_and_all_zero_rows_go_to_the_first_model() {
+        // Every row ties (or is all zero), so the first model is the argmax of each.
+        let t = table("gsm8k", MetricKind::MultiAttempt, &["a", "b", "c"], &[&[0.0, 0.0, 0.0], &[0.5, 0.5, 0.2]]);
+        let rows = table_baselines(&t.table);
+        assert_eq!([find(&rows, "gsm8k", "a").acc, find(&rows, "gsm8k", "b").acc], [1.0, 0.0]);
+        assert_eq!(find(&rows, "gsm8k", ORACLE).acc_predict, 0.25);
+        assert_eq!(find(&rows, "gsm8k", "c").acc_predict, 0.1);
+        assert!((find(&rows, "gsm8k", RANDOM).acc_predict - (1.2 / 3.0) / 2.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn a_single_model_is_its_own_oracle() {
+        let t = table("mbpp", MetricKind::MultiAttempt, &["only"], &[&[0.3], &[0.0]]);
+        let rows = baselines(&[t], &[]).unwrap();
+        for router in ["only", ORACLE, RANDOM, BEST_SINGLE] {
+            let row = find(&rows, if router == BEST_SINGLE { "all" } else { "mbpp" }, router);
+            assert_eq!((row.acc, row.acc_predict), (1.0, 0.15), "{router}");
+        }
+    }
+
+    #[test]
+    fn groups_average_tables_unweighted_and_pick_the_best_single_llm() {
+        let x = table("x", MetricKind::MultiAttempt, &["a", "b"], &[&[1.0, 0.0]]);
+        let y = table("y", MetricKind::MultiAttempt, &["a", "b"], &[&[0.0, 1.0], &[0.0, 1.0], &[0.0, 0.5]]);
+        let groups = ["g=x,y".parse::<Group>().unwrap(), "only_y=y".parse().unwrap()];
+        let rows = baselines(&[x, y], &groups).unwrap();
+        // a: (1 + 0) / 2 = 0.5; b: (0 + 2.5/3) / 2 = 0.41666…: a is best over g, b over only_y.
+        assert_eq!(find(&rows, "g", "a").acc_predict, 0.5);
+        assert_eq!(find(&rows, "g", "a").n_queries, 4);
+        assert_eq!(find(&rows, "g", BEST_SINGLE).llm.as_deref(), Some("a"));
+        assert_eq!(find(&rows, "only_y", BEST_SINGLE).llm.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn groups_are_checked_against_the_tables() {
+        let x = table("x", MetricKind::MultiAttempt, &["a"], &[&[1.0]]);
+        for (spec, message) in [("g=x,nope", "no table holds dataset `nope`"), ("x=x", "name of a dataset")] {
+            let error = baselines(std::slice::from_ref(&x), &[spec.parse().unwrap()]).unwrap_err();
+            assert!(error.is_usage() && error.to_string().contains(message), "{error}");
+        }
+        assert!("nogroup".parse::<Group>().is_err() && "g=".parse::<Group>().is_err());
+    }
+
+    #[test]
+    fn tables_with_other_model_lists_are_refused() {
+        let x = table("x", MetricKind::MultiAttempt, &["a", "b"], &[&[1.0, 0.0]]);
+        let y = table("y", MetricKind::MultiAttempt, &["b", "a"], &[&[1.0, 0.0]]);
+        let error = baselines(&[x, y], &[]).unwrap_err();
+        assert!(matches!(error, Error::ModelListMismatch { .. }), "{error}");
+        assert!(error.to_string().contains("[\"a\", \"b\"]") && error.to_string().contains("[\"b\", \"a\"]"));
+    }
+}

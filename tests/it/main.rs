@@ -1,0 +1,6 @@
+//! routerdc's integration tests: one binary, run with `cargo test --release`.
+
+mod cli;
+mod ingest;
+mod reference;
+mod util;
