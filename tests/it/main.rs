@@ -2,5 +2,6 @@
 
 mod cli;
 mod ingest;
+mod pickle;
 mod reference;
 mod util;
