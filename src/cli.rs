@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+use crate::stages::convert::ConvertConfig;
 use crate::stages::import::{ExportConfig, ImportConfig};
 use crate::stages::ingest::IngestConfig;
 use crate::stages::report::ReportConfig;
@@ -22,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Score lm-evaluation-harness / bigcode-evaluation-harness per-sample outputs into one table per task.
     Ingest(IngestConfig),
+    /// Convert RouterBench CSV or PKL (pandas pickles, parsed, never executed) into tables with costs.
+    Convert(ConvertConfig),
     /// Import RouterDC JSON datasets ({question, scores, cluster_id?} records) as scored tables.
     Import(ImportConfig),
     /// Write scored tables back as RouterDC JSON.

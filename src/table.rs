@@ -103,7 +103,8 @@ impl std::str::FromStr for MetricKind {
 }
 
 /// Which part of a split a query belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Split {
     Train,
     Test,
@@ -163,6 +164,27 @@ impl ScoredTable {
     pub fn cost_row(&self, row: usize) -> Option<&[f64]> {
         let n = self.n_models();
         self.costs.as_ref().map(|costs| &costs[row * n..(row + 1) * n])
+    }
+
+    /// The table with only the rows for which `keep(row)` holds.
+    pub fn select_rows(&self, keep: impl Fn(usize) -> bool) -> ScoredTable {
+        let rows: Vec<usize> = (0..self.n_queries()).filter(|&row| keep(row)).collect();
+        let pick = |values: &[f64]| -> Vec<f64> {
+            rows.iter()
+                .flat_map(|&row| values[row * self.n_models()..(row + 1) * self.n_models()].iter().copied())
+                .collect()
+        };
+        ScoredTable {
+            dataset: self.dataset.clone(),
+            kind: self.kind,
+            models: self.models.clone(),
+            query_ids: rows.iter().map(|&row| self.query_ids[row].clone()).collect(),
+            texts: rows.iter().map(|&row| self.texts[row].clone()).collect(),
+            splits: rows.iter().map(|&row| self.splits[row]).collect(),
+            cluster_ids: rows.iter().map(|&row| self.cluster_ids[row]).collect(),
+            scores: pick(&self.scores),
+            costs: self.costs.as_deref().map(pick),
+        }
     }
 
     /// Check the invariants every stage relies on; `path` names the table in errors.

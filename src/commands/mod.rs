@@ -5,13 +5,14 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
 use crate::error::Result;
-use crate::stages::{import, ingest, report};
+use crate::stages::{convert, import, ingest, report};
 
 /// Run the parsed command line.
 pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     let quiet = cli.quiet;
     match cli.command {
         Command::Ingest(config) => run_ingest(&config, quiet),
+        Command::Convert(config) => run_convert(&config, quiet),
         Command::Import(config) => run_import(&config, quiet),
         Command::Export(config) => run_export(&config, quiet),
         Command::Report(config) => run_report(&config, quiet),
@@ -77,6 +78,30 @@ fn ingest_summary(rows: &[ingest::SummaryRow]) -> String {
         );
     }
     out
+}
+
+fn run_convert(config: &convert::ConvertConfig, quiet: bool) -> Result<ExitCode> {
+    let (tables, counts, paths) = convert::run(config)?;
+    note(
+        quiet,
+        format_args!(
+            "read {} rows: dropped {} with a missing quality value, saw {} repeated sample ids (kept as `<id>#2`, ...)",
+            counts.rows, counts.dropped_missing_quality, counts.repeated_ids
+        ),
+    );
+    for (table, path) in tables.iter().zip(&paths) {
+        note(
+            quiet,
+            format_args!(
+                "{:<28} {:>7} queries {:>3} models cost_aware → {}",
+                table.dataset,
+                table.n_queries(),
+                table.n_models(),
+                path.display()
+            ),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_import(config: &import::ImportConfig, quiet: bool) -> Result<ExitCode> {

@@ -16,10 +16,12 @@ use std::path::PathBuf;
 use polars::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::table::{LoadedTable, ScoredTable, check_same_models};
+use crate::table::{LoadedTable, ScoredTable, Split, check_same_models};
 
 /// Router names used in `baselines.*` besides the LLMs' own names.
 pub const ORACLE: &str = "oracle";
+/// The oracle of tables with costs that charges the cheapest model for a query no model solves.
+pub const ORACLE_STRICT: &str = "oracle_strict";
 pub const RANDOM: &str = "random";
 pub const BEST_SINGLE: &str = "best_single";
 
@@ -91,16 +93,26 @@ pub struct ReportRow {
     pub cost: Option<f64>,
 }
 
-/// The rows of one table: each LLM in model order, then the oracle and the random router.
-pub fn table_baselines(table: &ScoredTable) -> Vec<ReportRow> {
+/// The rows of one table: each LLM in model order, then the oracle and the random router (and,
+/// for tables with costs, `oracle_strict`).
+///
+/// `cost_rate` turns a cost-aware table's target into `quality − cost_rate × cost` (SPEC §6):
+/// `acc` compares with its argmax, and the oracle routes by it.
+pub fn table_baselines(table: &ScoredTable, cost_rate: f64) -> Vec<ReportRow> {
     let (n, t) = (table.n_queries(), table.n_models());
     let mut argmax_counts = vec![0usize; t];
     let mut credits = vec![0.0; t];
     let mut costs = vec![0.0; t];
-    let (mut oracle_credit, mut oracle_cost, mut random_credit) = (0.0, 0.0, 0.0);
+    let (mut oracle_acc, mut oracle_credit, mut oracle_cost, mut strict_cost, mut random_credit) =
+        (0.0, 0.0, 0.0, 0.0, 0.0);
+    let mut target = vec![0.0; t];
     for row in 0..n {
         let scores = table.score_row(row);
-        let best = first_argmax(scores);
+        let row_costs = table.cost_row(row);
+        for (i, value) in target.iter_mut().enumerate() {
+            *value = scores[i] - row_costs.map_or(0.0, |c| cost_rate * c[i]);
+        }
+        let best = first_argmax(&target);
         argmax_counts[best] += 1;
         let mut row_credit = 0.0;
         for (sum, &score) in credits.iter_mut().zip(scores) {
@@ -108,13 +120,25 @@ pub fn table_baselines(table: &ScoredTable) -> Vec<ReportRow> {
             *sum += credit;
             row_credit += credit;
         }
-        oracle_credit += table.kind.credit(scores[best]);
         random_credit += row_credit / t as f64;
-        if let Some(row_costs) = table.cost_row(row) {
-            for (sum, &cost) in costs.iter_mut().zip(row_costs) {
+        // The oracle: the best target; with costs, the cheapest of the best (first on ties).
+        let route = match row_costs {
+            None => best,
+            Some(c) => {
+                (0..t).filter(|&i| target[i] == target[best]).min_by(|&a, &b| c[a].total_cmp(&c[b])).unwrap_or(best)
+            }
+        };
+        oracle_acc += f64::from(u8::from(route == best));
+        oracle_credit += table.kind.credit(scores[route]);
+        if let Some(c) = row_costs {
+            for (sum, &cost) in costs.iter_mut().zip(c) {
                 *sum += cost;
             }
-            oracle_cost += row_costs[best];
+            strict_cost += c[route];
+            // RouterBench's oracle sends a query that no model solves nowhere: it costs 0.
+            if scores.iter().any(|&q| q > 0.0) {
+                oracle_cost += c[route];
+            }
         }
     }
     let has_costs = table.costs.is_some();
@@ -135,7 +159,10 @@ pub fn table_baselines(table: &ScoredTable) -> Vec<ReportRow> {
         .enumerate()
         .map(|(i, model)| row(model, Some(model), mean(argmax_counts[i] as f64), mean(credits[i]), mean(costs[i])))
         .collect();
-    rows.push(row(ORACLE, None, 1.0, mean(oracle_credit), mean(oracle_cost)));
+    rows.push(row(ORACLE, None, mean(oracle_acc), mean(oracle_credit), mean(oracle_cost)));
+    if has_costs {
+        rows.push(row(ORACLE_STRICT, None, mean(oracle_acc), mean(oracle_credit), mean(strict_cost)));
+    }
     let random_cost = costs.iter().map(|&sum| mean(sum)).sum::<f64>() / t as f64;
     rows.push(row(RANDOM, None, 1.0 / t as f64, mean(random_credit), random_cost));
     rows
@@ -155,13 +182,14 @@ pub fn first_argmax(scores: &[f64]) -> usize {
 /// Every row of the report: the tables' rows in table order, then each group's rows.
 ///
 /// With no groups, one group `all` holds every table.
-pub fn baselines(tables: &[LoadedTable], groups: &[Group]) -> Result<Vec<ReportRow>> {
+pub fn baselines(tables: &[LoadedTable], groups: &[Group], cost_rate: f64) -> Result<Vec<ReportRow>> {
     check_same_models(tables)?;
     let groups = resolve_groups(tables, groups)?;
-    let mut rows: Vec<ReportRow> = tables.iter().flat_map(|loaded| table_baselines(&loaded.table)).collect();
+    let mut rows: Vec<ReportRow> = tables.iter().flat_map(|loaded| table_baselines(&loaded.table, cost_rate)).collect();
+    let strict = tables.iter().all(|loaded| loaded.table.costs.is_some()).then(|| ORACLE_STRICT.to_owned());
     let routers: Vec<String> = {
         let first = &tables[0].table;
-        first.models.iter().cloned().chain([ORACLE.to_owned(), RANDOM.to_owned()]).collect()
+        first.models.iter().cloned().chain([ORACLE.to_owned()]).chain(strict).chain([RANDOM.to_owned()]).collect()
     };
     let n_models = tables[0].table.n_models();
     for group in &groups {
@@ -328,6 +356,25 @@ pub struct ReportConfig {
     #[arg(long = "group", value_name = "ID=DATASETS")]
     #[serde(default)]
     pub groups: Vec<Group>,
+    /// Report only the rows of this split; tables without such rows are left out.
+    #[arg(long, value_enum)]
+    pub split: Option<Split>,
+    /// For tables with costs, rank LLMs by `quality − cost_rate × cost` (SPEC §6) for `acc` and the oracle.
+    #[arg(long, default_value_t = 0.0)]
+    #[serde(default)]
+    pub cost_rate: f64,
+}
+
+/// Each table's rows of `split`; tables without any are left out.
+pub fn select_split(tables: Vec<LoadedTable>, split: Split) -> Vec<LoadedTable> {
+    tables
+        .into_iter()
+        .map(|loaded| {
+            let table = loaded.table.select_rows(|row| loaded.table.splits[row] == Some(split));
+            LoadedTable { path: loaded.path, table }
+        })
+        .filter(|loaded| loaded.table.n_queries() > 0)
+        .collect()
 }
 
 /// What `run` wrote.
@@ -340,8 +387,20 @@ pub struct ReportOutput {
 
 /// Read the tables, compute the baselines and write `baselines.{parquet,csv,md}`.
 pub fn run(config: &ReportConfig) -> Result<ReportOutput> {
-    let tables = crate::io::read_tables(&config.tables)?;
-    let rows = baselines(&tables, &config.groups)?;
+    let mut tables = crate::io::read_tables(&config.tables)?;
+    if let Some(split) = config.split {
+        tables = select_split(tables, split);
+        if tables.is_empty() {
+            return Err(Error::setting(
+                "split",
+                format!("no table in `{}` has `{}` rows", config.tables.display(), split.as_str()),
+            ));
+        }
+    }
+    if !(config.cost_rate >= 0.0 && config.cost_rate.is_finite()) {
+        return Err(Error::setting("cost_rate", format!("{} is not a non-negative number", config.cost_rate)));
+    }
+    let rows = baselines(&tables, &config.groups, config.cost_rate)?;
     let markdown = to_markdown(&rows);
     let mut frame = to_frame(&rows)?;
     let files = ["baselines.parquet", "baselines.csv", "baselines.md"].map(|name| config.out.join(name));
@@ -385,7 +444,7 @@ mod tests {
         // Hand computation: a is correct on q0 and q2 (2/3); b on q0 and q1 (2/3); argmax is
         // a, b, a (acc 2/3, 1/3); the oracle is correct on all three; random = mean of 2/3, 2/3.
         let t = table("mmlu", MetricKind::Probability, &["a", "b"], &[&[0.9, 0.2], &[0.0, 0.7], &[0.4, 0.0]]);
-        let rows = table_baselines(&t.table);
+        let rows = table_baselines(&t.table, 0.0);
         let close = |x: f64, y: f64| (x - y).abs() < 1e-15;
         let a = find(&rows, "mmlu", "a");
         assert!(close(a.acc, 2.0 / 3.0) && close(a.acc_predict, 2.0 / 3.0));
@@ -401,7 +460,7 @@ mod tests {
     fn ties_and_all_zero_rows_go_to_the_first_model() {
         // Every row ties (or is all zero), so the first model is the argmax of each.
         let t = table("gsm8k", MetricKind::MultiAttempt, &["a", "b", "c"], &[&[0.0, 0.0, 0.0], &[0.5, 0.5, 0.2]]);
-        let rows = table_baselines(&t.table);
+        let rows = table_baselines(&t.table, 0.0);
         assert_eq!([find(&rows, "gsm8k", "a").acc, find(&rows, "gsm8k", "b").acc], [1.0, 0.0]);
         assert_eq!(find(&rows, "gsm8k", ORACLE).acc_predict, 0.25);
         assert_eq!(find(&rows, "gsm8k", "c").acc_predict, 0.1);
@@ -411,7 +470,7 @@ mod tests {
     #[test]
     fn a_single_model_is_its_own_oracle() {
         let t = table("mbpp", MetricKind::MultiAttempt, &["only"], &[&[0.3], &[0.0]]);
-        let rows = baselines(&[t], &[]).unwrap();
+        let rows = baselines(&[t], &[], 0.0).unwrap();
         for router in ["only", ORACLE, RANDOM, BEST_SINGLE] {
             let row = find(&rows, if router == BEST_SINGLE { "all" } else { "mbpp" }, router);
             assert_eq!((row.acc, row.acc_predict), (1.0, 0.15), "{router}");
@@ -423,7 +482,7 @@ mod tests {
         let x = table("x", MetricKind::MultiAttempt, &["a", "b"], &[&[1.0, 0.0]]);
         let y = table("y", MetricKind::MultiAttempt, &["a", "b"], &[&[0.0, 1.0], &[0.0, 1.0], &[0.0, 0.5]]);
         let groups = ["g=x,y".parse::<Group>().unwrap(), "only_y=y".parse().unwrap()];
-        let rows = baselines(&[x, y], &groups).unwrap();
+        let rows = baselines(&[x, y], &groups, 0.0).unwrap();
         // a: (1 + 0) / 2 = 0.5; b: (0 + 2.5/3) / 2 = 0.41666…: a is best over g, b over only_y.
         assert_eq!(find(&rows, "g", "a").acc_predict, 0.5);
         assert_eq!(find(&rows, "g", "a").n_queries, 4);
@@ -435,17 +494,50 @@ mod tests {
     fn groups_are_checked_against_the_tables() {
         let x = table("x", MetricKind::MultiAttempt, &["a"], &[&[1.0]]);
         for (spec, message) in [("g=x,nope", "no table holds dataset `nope`"), ("x=x", "name of a dataset")] {
-            let error = baselines(std::slice::from_ref(&x), &[spec.parse().unwrap()]).unwrap_err();
+            let error = baselines(std::slice::from_ref(&x), &[spec.parse().unwrap()], 0.0).unwrap_err();
             assert!(error.is_usage() && error.to_string().contains(message), "{error}");
         }
         assert!("nogroup".parse::<Group>().is_err() && "g=".parse::<Group>().is_err());
     }
 
     #[test]
+    fn with_costs_the_oracle_takes_the_cheapest_of_the_best() {
+        // q0: a and b both solve it, b is cheaper; q1: nobody solves it (RouterBench: cost 0,
+        // strict: the cheapest model, b at 0.1); q2: only a solves it.
+        let mut t = table("arc", MetricKind::CostAware, &["a", "b"], &[&[1.0, 1.0], &[0.0, 0.0], &[0.8, 0.0]]);
+        t.table.costs = Some(vec![0.5, 0.2, 0.3, 0.1, 0.7, 0.05]);
+        let rows = table_baselines(&t.table, 0.0);
+        let close = |x: f64, y: f64| (x - y).abs() < 1e-15;
+        let oracle = find(&rows, "arc", ORACLE);
+        assert!(close(oracle.acc_predict, 1.8 / 3.0) && close(oracle.cost.unwrap(), (0.2 + 0.7) / 3.0));
+        // acc: argmax is a (first) on q0 and q1, a on q2; the oracle routes b, b, a.
+        assert!(close(oracle.acc, 1.0 / 3.0));
+        let strict = find(&rows, "arc", ORACLE_STRICT);
+        assert!(close(strict.cost.unwrap(), (0.2 + 0.1 + 0.7) / 3.0));
+        assert!(close(find(&rows, "arc", "a").cost.unwrap(), 1.5 / 3.0));
+        assert!(close(find(&rows, "arc", RANDOM).cost.unwrap(), (1.5 / 3.0 + 0.35 / 3.0) / 2.0));
+        // With a cost rate of 1, q2's target is a: 0.1, b: -0.05, so a stays best there; on q0
+        // b (1 - 0.2) beats a (1 - 0.5), so b becomes the argmax: b's acc counts q0 and q1.
+        let rated = table_baselines(&t.table, 1.0);
+        assert!(close(find(&rated, "arc", "b").acc, 2.0 / 3.0));
+    }
+
+    #[test]
+    fn a_split_keeps_its_rows_and_drops_tables_without_them() {
+        let mut x = table("x", MetricKind::MultiAttempt, &["a", "b"], &[&[1.0, 0.0], &[0.0, 0.5], &[0.25, 1.0]]);
+        x.table.splits = vec![Some(Split::Test), Some(Split::Train), Some(Split::Test)];
+        let y = table("y", MetricKind::MultiAttempt, &["a", "b"], &[&[1.0, 0.0]]);
+        let kept = select_split(vec![x, y], Split::Test);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].table.query_ids, ["0", "2"]);
+        assert_eq!(kept[0].table.scores, [1.0, 0.0, 0.25, 1.0]);
+    }
+
+    #[test]
     fn tables_with_other_model_lists_are_refused() {
         let x = table("x", MetricKind::MultiAttempt, &["a", "b"], &[&[1.0, 0.0]]);
         let y = table("y", MetricKind::MultiAttempt, &["b", "a"], &[&[1.0, 0.0]]);
-        let error = baselines(&[x, y], &[]).unwrap_err();
+        let error = baselines(&[x, y], &[], 0.0).unwrap_err();
         assert!(matches!(error, Error::ModelListMismatch { .. }), "{error}");
         assert!(error.to_string().contains("[\"a\", \"b\"]") && error.to_string().contains("[\"b\", \"a\"]"));
     }

@@ -119,6 +119,21 @@ fn splits_are_recorded_and_reproducible() {
     let b = routerdc::io::read_table(&temp.path().join("b/gsm8k.parquet")).unwrap().table;
     assert_eq!(a.splits, b.splits);
     assert_eq!(a.splits.iter().filter(|s| **s == Some(Split::Train)).count(), 3);
+
+    // `report --split test` counts only the test rows of each table.
+    let report = temp.path().join("report");
+    ok(&routerdc([
+        "report",
+        "--tables",
+        temp.path().join("a").to_str().unwrap(),
+        "--out",
+        report.to_str().unwrap(),
+        "--split",
+        "test",
+    ]));
+    let rows = read_csv(&report.join("baselines.csv"));
+    let test_rows = a.splits.iter().filter(|s| **s == Some(Split::Test)).count();
+    assert_eq!(number(find(&rows, "gsm8k", "oracle"), "n_queries") as usize, test_rows);
 }
 
 /// A tiny two-model mmlu task (one folder per model) whose files the bad-input tests edit.

@@ -1,6 +1,7 @@
 //! routerdc's integration tests: one binary, run with `cargo test --release`.
 
 mod cli;
+mod convert;
 mod ingest;
 mod pickle;
 mod reference;
