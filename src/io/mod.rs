@@ -38,6 +38,34 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })
 }
 
+/// A whole file mapped into memory (no copy); an empty file maps to an empty slice.
+pub struct MappedFile {
+    map: Option<memmap2::Mmap>,
+}
+
+impl std::ops::Deref for MappedFile {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or_default()
+    }
+}
+
+/// Map `path` read-only. The harness outputs routerdc reads can be gigabytes; mapping them costs
+/// no copy and no anonymous memory.
+pub fn map_file(path: &Path) -> Result<MappedFile> {
+    let read_error = |source| Error::Read { path: path.to_path_buf(), source };
+    let file = File::open(path).map_err(read_error)?;
+    if file.metadata().map_err(read_error)?.len() == 0 {
+        return Ok(MappedFile { map: None });
+    }
+    // SAFETY: the map is read-only and lives as long as the `MappedFile`; if another process
+    // truncates the file meanwhile, reads past the new end fault, as with any mmap reader.
+    // `populate` faults the pages in one go instead of one fault per 4 KiB as the parse walks.
+    let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(read_error)?;
+    Ok(MappedFile { map: Some(map) })
+}
+
 pub fn write_parquet(frame: &mut DataFrame, path: &Path) -> Result<()> {
     write_atomic(path, |writer| {
         ParquetWriter::new(writer)

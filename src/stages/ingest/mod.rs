@@ -157,6 +157,9 @@ struct Unit {
     source: Source,
     /// The task's filters in order, from its results file (to name filters of pre-0.4.7 files).
     filter_names: Option<Vec<String>>,
+    /// Whether this unit's query texts are the task's (the first model in name order gives the
+    /// texts, so the others skip building them).
+    texts_from_here: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -310,7 +313,15 @@ fn plan_units(config: &IngestConfig, notes: &mut Vec<String>) -> Result<Vec<Unit
         };
         let model = model_name(config, &path, results_file)?;
         let filter_names = results_file.and_then(|r| filter_names(r, &task));
-        units.push(Unit { path, model, task, run, source: Source::LmEval { array }, filter_names });
+        units.push(Unit {
+            path,
+            model,
+            task,
+            run,
+            source: Source::LmEval { array },
+            filter_names,
+            texts_from_here: false,
+        });
     }
     for (path, log) in bigcode_logs {
         let dir = path.parent().unwrap_or(Path::new(""));
@@ -345,10 +356,24 @@ fn plan_units(config: &IngestConfig, notes: &mut Vec<String>) -> Result<Vec<Unit
                 run: None,
                 source: Source::Bigcode(problems),
                 filter_names: None,
+                texts_from_here: false,
             });
         }
     }
-    choose_runs(units, config.runs, notes)
+    let mut units = choose_runs(units, config.runs, notes)?;
+    let mut first_model: BTreeMap<&str, &str> = BTreeMap::new();
+    for unit in &units {
+        let first = first_model.entry(&unit.task).or_insert(&unit.model);
+        if unit.model.as_str() < *first {
+            *first = &unit.model;
+        }
+    }
+    let first_model: BTreeMap<String, String> =
+        first_model.into_iter().map(|(task, model)| (task.to_owned(), model.to_owned())).collect();
+    for unit in &mut units {
+        unit.texts_from_here = first_model.get(&unit.task) == Some(&unit.model);
+    }
+    Ok(units)
 }
 
 /// The model of a file: `--model NAME=PATH`, else the results file's `model_name` (or the model
@@ -527,7 +552,8 @@ fn bigcode_samples(unit: &Unit, problems: &Value, texts: &HashMap<String, Vec<St
 
 /// Parse an lm-eval samples file, score every record, and keep one filter's records.
 fn parse_lm_eval(unit: Unit, array: bool, config: &IngestConfig, metrics: &[String]) -> Result<Parsed> {
-    let bytes = crate::io::read_bytes(&unit.path)?;
+    let bytes = crate::io::map_file(&unit.path)?;
+    let bytes: &[u8] = &bytes;
     let mut buckets = FilterBuckets::default();
     let mut rule: Option<(Rule, usize)> = None;
     let mut handle = |location: usize, record: records::Record<'_>| -> Result<(), String> {
@@ -540,13 +566,17 @@ fn parse_lm_eval(unit: Unit, array: bool, config: &IngestConfig, metrics: &[Stri
             }
             Some(_) => {}
         }
-        let text = text::query_text(&unit.task, &record, config.text_field.as_deref())?;
+        let text = if unit.texts_from_here {
+            text::query_text(&unit.task, &record, config.text_field.as_deref())?
+        } else {
+            String::new()
+        };
         let sample = Sample { doc_id, text, target: scored.target, doc_hash: record.doc_hash, score: scored.score };
         buckets.push(record.filter, sample, location)
     };
 
     if array {
-        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
         let mut failure: Option<(usize, String)> = None;
         let seed = RecordArraySeed {
             metrics,
@@ -561,38 +591,50 @@ fn parse_lm_eval(unit: Unit, array: bool, config: &IngestConfig, metrics: &[Stri
         if let Err(error) = parsed {
             let message = match failure {
                 Some((index, message)) => format!("record {index}: {message}"),
-                None => describe_json_error(&bytes, &error),
+                None => describe_json_error(bytes, &error),
             };
             return Err(Error::Json { path: unit.path.clone(), line: error.line(), column: error.column(), message });
         }
     } else {
-        let mut line_end = 0;
-        for (index, line) in bytes.split(|&b| b == b'\n').enumerate() {
-            let line_number = index + 1;
-            line_end += line.len() + 1;
+        let mut line_start = 0;
+        let mut line_number = 0;
+        while line_start < bytes.len() {
+            line_number += 1;
+            let line_end = memchr::memchr(b'\n', &bytes[line_start..]).map_or(bytes.len(), |i| line_start + i);
+            let line = &bytes[line_start..line_end];
+            line_start = line_end + 1;
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let mut deserializer = serde_json::Deserializer::from_slice(line);
-            let record = RecordSeed { metrics }
-                .deserialize(&mut deserializer)
-                .and_then(|record| deserializer.end().map(|()| record))
-                .map_err(|error| {
-                    let truncated = error.is_eof() && line_end >= bytes.len();
-                    let message = describe_json_error(line, &error);
-                    Error::Json {
-                        path: unit.path.clone(),
-                        line: line_number,
-                        column: error.column(),
-                        message: if truncated { format!("{message} (the last line is truncated)") } else { message },
-                    }
-                })?;
-            handle(line_number, record).map_err(|message| Error::Json {
-                path: unit.path.clone(),
-                line: line_number,
-                column: 1,
-                message,
-            })?;
+            // The fast scan reads well-formed lines without validating the values it skips.
+            // serde_json reads every other line, and re-reads a line whose record failed, so
+            // that errors name the exact place (a `NaN` inside `resps`, a truncated line).
+            let strict = || {
+                let mut deserializer = serde_json::Deserializer::from_slice(line);
+                RecordSeed { metrics }
+                    .deserialize(&mut deserializer)
+                    .and_then(|record| deserializer.end().map(|()| record))
+            };
+            let json_error = |error: serde_json::Error| {
+                let truncated = error.is_eof() && line_end == bytes.len();
+                let message = describe_json_error(line, &error);
+                Error::Json {
+                    path: unit.path.clone(),
+                    line: line_number,
+                    column: error.column(),
+                    message: if truncated { format!("{message} (the last line is truncated)") } else { message },
+                }
+            };
+            let (record, fast) = match records::scan_record(line, metrics) {
+                Some(record) => (record, true),
+                None => (strict().map_err(json_error)?, false),
+            };
+            if let Err(message) = handle(line_number, record) {
+                if fast {
+                    strict().map_err(json_error)?;
+                }
+                return Err(Error::Json { path: unit.path.clone(), line: line_number, column: 1, message });
+            }
         }
     }
     let (rule, _) = rule.ok_or_else(|| Error::EmptyFile { path: unit.path.clone() })?;

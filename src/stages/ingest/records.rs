@@ -13,23 +13,25 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-/// One record, fields borrowed from the file.
+/// One record, fields borrowed from the file as raw JSON text.
 #[derive(Debug, Default)]
 pub struct Record<'a> {
     pub doc_id: Option<i64>,
-    pub doc: Option<&'a RawValue>,
-    pub target: Option<&'a RawValue>,
-    pub arguments: Option<&'a RawValue>,
-    pub resps: Option<&'a RawValue>,
+    pub doc: Option<&'a str>,
+    pub target: Option<&'a str>,
+    /// Raw bytes, validated only when a rule needs them (they hold the whole few-shot prompt).
+    pub arguments: Option<&'a [u8]>,
+    pub resps: Option<&'a str>,
     pub filter: Option<String>,
     pub doc_hash: Option<String>,
-    /// The per-sample metric keys that were asked for (`acc`, `acc_norm`, `exact_match`, ...).
-    pub metrics: Vec<(String, Value)>,
+    /// The per-sample metric keys that were asked for (`acc`, `acc_norm`, `exact_match`, ...),
+    /// named by the caller's list (no copy per record).
+    pub metrics: Vec<(&'a str, Value)>,
 }
 
 impl Record<'_> {
     pub fn metric(&self, name: &str) -> Option<&Value> {
-        self.metrics.iter().find(|(key, _)| key == name).map(|(_, value)| value)
+        self.metrics.iter().find(|(key, _)| *key == name).map(|(_, value)| value)
     }
 }
 
@@ -38,7 +40,7 @@ pub struct RecordSeed<'m> {
     pub metrics: &'m [String],
 }
 
-impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
+impl<'de, 'm: 'de> DeserializeSeed<'de> for RecordSeed<'m> {
     type Value = Record<'de>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
@@ -50,7 +52,7 @@ struct RecordVisitor<'m> {
     metrics: &'m [String],
 }
 
-impl<'de> Visitor<'de> for RecordVisitor<'_> {
+impl<'de, 'm: 'de> Visitor<'de> for RecordVisitor<'m> {
     type Value = Record<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -61,25 +63,19 @@ impl<'de> Visitor<'de> for RecordVisitor<'_> {
         let mut record = Record::default();
         while let Some(key) = map.next_key::<Key<'de>>()? {
             match key.as_str() {
-                "doc_id" => {
-                    let value: Value = map.next_value()?;
-                    let id = as_f64(&value)
-                        .filter(|id| id.fract() == 0.0 && *id >= 0.0)
-                        .ok_or_else(|| de::Error::custom(format!("field `doc_id` is {value}, not an integer")))?;
-                    record.doc_id = Some(id as i64);
-                }
-                "doc" => record.doc = Some(map.next_value()?),
-                "target" => record.target = Some(map.next_value()?),
-                "arguments" => record.arguments = Some(map.next_value()?),
-                "resps" => record.resps = Some(map.next_value()?),
+                "doc_id" => record.doc_id = Some(doc_id(&map.next_value()?).map_err(de::Error::custom)?),
+                "doc" => record.doc = Some(map.next_value::<&RawValue>()?.get()),
+                "target" => record.target = Some(map.next_value::<&RawValue>()?.get()),
+                "arguments" => record.arguments = Some(map.next_value::<&RawValue>()?.get().as_bytes()),
+                "resps" => record.resps = Some(map.next_value::<&RawValue>()?.get()),
                 "filter" => record.filter = map.next_value()?,
                 "doc_hash" => record.doc_hash = map.next_value()?,
-                name if self.metrics.iter().any(|metric| metric == name) => {
-                    record.metrics.push((name.to_owned(), map.next_value()?));
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+                name => match self.metrics.iter().find(|metric| *metric == name) {
+                    Some(metric) => record.metrics.push((metric.as_str(), map.next_value()?)),
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                },
             }
         }
         if record.doc_id.is_none() {
@@ -133,7 +129,7 @@ pub struct RecordArraySeed<'m, F> {
     pub each: F,
 }
 
-impl<'de, F> DeserializeSeed<'de> for RecordArraySeed<'_, F>
+impl<'de, 'm: 'de, F> DeserializeSeed<'de> for RecordArraySeed<'m, F>
 where
     F: FnMut(usize, Record<'de>) -> Result<(), String>,
 {
@@ -144,7 +140,7 @@ where
     }
 }
 
-impl<'de, F> Visitor<'de> for RecordArraySeed<'_, F>
+impl<'de, 'm: 'de, F> Visitor<'de> for RecordArraySeed<'m, F>
 where
     F: FnMut(usize, Record<'de>) -> Result<(), String>,
 {
@@ -164,17 +160,136 @@ where
     }
 }
 
+fn doc_id(value: &Value) -> Result<i64, String> {
+    as_f64(value)
+        .filter(|id| id.fract() == 0.0 && *id >= 0.0 && *id < 9e15)
+        .map(|id| id as i64)
+        .ok_or_else(|| format!("field `doc_id` is {value}, not an integer"))
+}
+
+/// The fast path for one JSON Lines record: a top-level scan that skips every value it does not
+/// need with `memchr` (from quote to quote, counting brackets in between) and hands only the
+/// needed fields to serde_json. `None` when the line is not a well-formed record by this scan;
+/// the caller then parses the line with [`RecordSeed`], which also gives the exact error.
+pub fn scan_record<'a>(line: &'a [u8], metrics: &'a [String]) -> Option<Record<'a>> {
+    let mut record = Record::default();
+    let mut p = skip_ws(line, 0);
+    if line.get(p) != Some(&b'{') {
+        return None;
+    }
+    p = skip_ws(line, p + 1);
+    if line.get(p) == Some(&b'}') {
+        return None; // no doc_id
+    }
+    loop {
+        if line.get(p) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(line, p)?;
+        let key = &line[p + 1..key_end];
+        p = skip_ws(line, key_end + 1);
+        if line.get(p) != Some(&b':') {
+            return None;
+        }
+        let start = skip_ws(line, p + 1);
+        let end = value_end(line, start)?;
+        let value = &line[start..end];
+        match key {
+            b"doc_id" => record.doc_id = Some(doc_id(&serde_json::from_slice(value).ok()?).ok()?),
+            b"doc" => record.doc = Some(std::str::from_utf8(value).ok()?),
+            b"target" => record.target = Some(std::str::from_utf8(value).ok()?),
+            b"arguments" => record.arguments = Some(value),
+            b"resps" => record.resps = Some(std::str::from_utf8(value).ok()?),
+            b"filter" => record.filter = serde_json::from_slice(value).ok()?,
+            b"doc_hash" => record.doc_hash = serde_json::from_slice(value).ok()?,
+            _ => {
+                if let Some(name) = metrics.iter().find(|m| m.as_bytes() == key) {
+                    record.metrics.push((name.as_str(), serde_json::from_slice(value).ok()?));
+                }
+            }
+        }
+        p = skip_ws(line, end);
+        match line.get(p) {
+            Some(b',') => p = skip_ws(line, p + 1),
+            Some(b'}') => break,
+            _ => return None,
+        }
+    }
+    if record.doc_id.is_none() || skip_ws(line, p + 1) != line.len() {
+        return None;
+    }
+    Some(record)
+}
+
+fn skip_ws(bytes: &[u8], mut p: usize) -> usize {
+    while p < bytes.len() && matches!(bytes[p], b' ' | b'\t' | b'\r' | b'\n') {
+        p += 1;
+    }
+    p
+}
+
+/// The index of the quote that closes the string opening at `start`.
+fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    loop {
+        let quote = i + memchr::memchr(b'"', &bytes[i..])?;
+        // A quote after an odd number of backslashes is escaped.
+        let backslashes = bytes[i..quote].iter().rev().take_while(|&&b| b == b'\\').count();
+        if backslashes % 2 == 0 {
+            return Some(quote);
+        }
+        i = quote + 1;
+    }
+}
+
+/// One past the end of the JSON value starting at `start`.
+fn value_end(bytes: &[u8], start: usize) -> Option<usize> {
+    match *bytes.get(start)? {
+        b'"' => Some(string_end(bytes, start)? + 1),
+        open @ (b'{' | b'[') => {
+            let close = if open == b'{' { b'}' } else { b']' };
+            let mut depth = 0usize;
+            let mut i = start;
+            loop {
+                let j = i + memchr::memchr3(b'"', open, close, &bytes[i..])?;
+                if bytes[j] == b'"' {
+                    i = string_end(bytes, j)? + 1;
+                } else if bytes[j] == open {
+                    depth += 1;
+                    i = j + 1;
+                } else {
+                    depth -= 1;
+                    i = j + 1;
+                    if depth == 0 {
+                        return Some(i);
+                    }
+                }
+            }
+        }
+        _ => {
+            let end =
+                bytes[start..].iter().position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n'))?;
+            (end > 0).then_some(start + end)
+        }
+    }
+}
+
 /// A number from a JSON number, a numeric string (`"-1.93"`, `"1e-06"`, `"-inf"`) or a boolean.
 pub fn as_f64(value: &Value) -> Option<f64> {
     match value {
         Value::Number(number) => number.as_f64(),
-        Value::String(text) => match text.trim() {
-            "True" | "true" => Some(1.0),
-            "False" | "false" => Some(0.0),
-            text => text.parse().ok(),
-        },
+        Value::String(text) => number_in_text(text),
         Value::Bool(flag) => Some(f64::from(u8::from(*flag))),
         _ => None,
+    }
+}
+
+/// A number written as text by lm-eval 0.4.3+ (`"-1.93"`, `"1e-06"`, `"-inf"`, `"True"`).
+pub fn number_in_text(text: &str) -> Option<f64> {
+    match text.trim() {
+        "True" | "true" => Some(1.0),
+        "False" | "false" => Some(0.0),
+        text => text.parse().ok(),
     }
 }
 
@@ -200,10 +315,13 @@ pub fn as_bool(value: &Value) -> Option<bool> {
 mod tests {
     use super::*;
 
+    /// The metric names the tests ask for; records borrow their names from this list.
+    static METRICS: std::sync::LazyLock<Vec<String>> =
+        std::sync::LazyLock::new(|| vec!["acc".to_owned(), "exact_match".to_owned()]);
+
     fn parse(line: &str) -> Result<Record<'_>, serde_json::Error> {
-        let metrics = ["acc".to_owned(), "exact_match".to_owned()];
         let mut deserializer = serde_json::Deserializer::from_str(line);
-        RecordSeed { metrics: &metrics }.deserialize(&mut deserializer)
+        RecordSeed { metrics: &METRICS }.deserialize(&mut deserializer)
     }
 
     #[test]
@@ -215,10 +333,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!(record.doc_id, Some(3));
-        assert_eq!(record.doc.unwrap().get(), r#"{"q": 1}"#);
+        assert_eq!(record.doc.unwrap(), r#"{"q": 1}"#);
         assert_eq!(record.filter.as_deref(), Some("none"));
         assert_eq!(record.doc_hash.as_deref(), Some("ab"));
-        assert_eq!(record.metrics, [("acc".to_owned(), Value::from(1.0))]);
+        assert_eq!(record.metrics, [("acc", Value::from(1.0))]);
+    }
+
+    #[test]
+    fn the_fast_scan_agrees_with_serde() {
+        let metrics = &*METRICS;
+        let lines = [
+            r#"{"doc_id": 3, "doc": {"q": "a \"}\" [b]"}, "target": "1", "arguments": {"gen_args_0": {"arg_0": "x\\", "arg_1": " A"}}, "resps": [[["-1.5", "False"]]], "filter": "none", "acc": 1.0}"#,
+            r#"  {"doc_id":0,"doc":{},"resps":[[1,2],[3]],"target":0,"exact_match":0}  "#,
+        ];
+        for line in lines {
+            let fast = scan_record(line.as_bytes(), metrics).expect("the scan reads it");
+            let slow = parse(line).unwrap();
+            assert_eq!(format!("{fast:?}"), format!("{slow:?}"), "{line}");
+        }
+        for broken in
+            [r#"{"doc_id": 1, "doc": {"q": 1}"#, r#"{"doc": {}}"#, r#"{"doc_id": 1} trailing"#, r#"{"doc_id": NaN}"#]
+        {
+            assert!(scan_record(broken.as_bytes(), metrics).is_none(), "{broken}");
+        }
     }
 
     #[test]

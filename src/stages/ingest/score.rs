@@ -13,7 +13,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_json::Value;
 
-use super::records::{Record, as_bool, as_f64};
+use super::records::{Record, as_bool, as_f64, number_in_text};
 
 /// How a record was scored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,12 +56,12 @@ pub fn wanted_metrics(metric: Option<&str>) -> Vec<String> {
 
 /// Score one record of `task`. Errors name the field at fault.
 pub fn score_record(record: &Record<'_>, task: &str, metric: Option<&str>) -> Result<Scored, String> {
-    let resps: Vec<Value> = match record.resps {
-        Some(raw) => serde_json::from_str(raw.get()).map_err(|e| format!("field `resps`: {e}"))?,
+    let resps: Vec<Node<'_>> = match record.resps {
+        Some(raw) => serde_json::from_str(raw).map_err(|e| format!("field `resps`: {e}"))?,
         None => Vec::new(),
     };
     let target: Option<Value> = match record.target {
-        Some(raw) => Some(serde_json::from_str(raw.get()).map_err(|e| format!("field `target`: {e}"))?),
+        Some(raw) => Some(serde_json::from_str(raw).map_err(|e| format!("field `target`: {e}"))?),
         None => None,
     };
     if let Some(lls) = choice_logliks(&resps)? {
@@ -93,21 +93,102 @@ pub fn score_record(record: &Record<'_>, task: &str, metric: Option<&str>) -> Re
     Ok(Scored { rule: Rule::Metric(name.to_owned()), score, attempts: 1, target: canonical_target(target.as_ref()) })
 }
 
+/// A node of `resps`, read without copying its strings (they can be long generations).
+#[derive(Debug)]
+enum Node<'a> {
+    List(Vec<Node<'a>>),
+    Text(std::borrow::Cow<'a, str>),
+    Number(f64),
+    Bool(bool),
+    Other,
+}
+
+impl Node<'_> {
+    fn number(&self) -> Option<f64> {
+        match self {
+            Node::Number(x) => Some(*x),
+            Node::Text(text) => number_in_text(text),
+            Node::Bool(flag) => Some(f64::from(u8::from(*flag))),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Node<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NodeVisitor;
+        impl<'de> serde::de::Visitor<'de> for NodeVisitor {
+            type Value = Node<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
+                Ok(Node::Text(std::borrow::Cow::Borrowed(text)))
+            }
+
+            fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(Node::Text(std::borrow::Cow::Owned(text.to_owned())))
+            }
+
+            fn visit_f64<E>(self, x: f64) -> Result<Self::Value, E> {
+                Ok(Node::Number(x))
+            }
+
+            fn visit_i64<E>(self, x: i64) -> Result<Self::Value, E> {
+                Ok(Node::Number(x as f64))
+            }
+
+            fn visit_u64<E>(self, x: u64) -> Result<Self::Value, E> {
+                Ok(Node::Number(x as f64))
+            }
+
+            fn visit_bool<E>(self, flag: bool) -> Result<Self::Value, E> {
+                Ok(Node::Bool(flag))
+            }
+
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Node::Other)
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(2));
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Node::List(items))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Node::Other)
+            }
+        }
+        deserializer.deserialize_any(NodeVisitor)
+    }
+}
+
 /// The log-likelihood of each choice when `resps` has the multiple-choice shape
 /// (`[[[ll, is_greedy]], ...]`, two or more choices), else `None`.
-fn choice_logliks(resps: &[Value]) -> Result<Option<Vec<f64>>, String> {
+fn choice_logliks(resps: &[Node<'_>]) -> Result<Option<Vec<f64>>, String> {
     if resps.len() < 2 {
         return Ok(None);
     }
     let mut lls = Vec::with_capacity(resps.len());
     for (index, choice) in resps.iter().enumerate() {
-        let Some(Value::Array(pair)) = choice.as_array().and_then(|repeats| repeats.first()) else { return Ok(None) };
+        let Node::List(repeats) = choice else { return Ok(None) };
+        let Some(Node::List(pair)) = repeats.first() else { return Ok(None) };
         if pair.len() != 2 {
             return Ok(None);
         }
-        let ll = as_f64(&pair[0])
-            .filter(|ll| !ll.is_nan())
-            .ok_or_else(|| format!("field `resps[{index}][0][0]` is {}, not a log-likelihood", pair[0]))?;
+        let ll = pair[0].number().filter(|ll| !ll.is_nan()).ok_or_else(|| {
+            let shown = match &pair[0] {
+                Node::Text(text) => format!("{text:?}"),
+                other => format!("{other:?}"),
+            };
+            format!("field `resps[{index}][0][0]` is {shown}, not a log-likelihood")
+        })?;
         lls.push(ll);
     }
     Ok(Some(lls))
@@ -160,7 +241,7 @@ fn gold_index(record: &Record<'_>, target: Option<&Value>, n_choices: usize) -> 
 /// The continuation of each loglikelihood request (`arg_1`), from either `arguments` layout.
 fn choice_texts(record: &Record<'_>) -> Result<Vec<String>, String> {
     let raw = record.arguments.ok_or("field `arguments` is missing, so a text target cannot be matched")?;
-    let arguments: Value = serde_json::from_str(raw.get()).map_err(|e| format!("field `arguments`: {e}"))?;
+    let arguments: Value = serde_json::from_slice(raw).map_err(|e| format!("field `arguments`: {e}"))?;
     let continuation = |request: &Value| -> Option<String> {
         match request {
             Value::Array(args) => args.get(1)?.as_str().map(str::to_owned),
@@ -184,9 +265,16 @@ fn choice_texts(record: &Record<'_>) -> Result<Vec<String>, String> {
 }
 
 /// The K generations of a single-request record, when its `resps` is `[[g_1, ..., g_K]]`.
-fn sampled_generations(resps: &[Value]) -> Option<Vec<&str>> {
-    let [Value::Array(generations)] = resps else { return None };
-    generations.iter().map(Value::as_str).collect::<Option<Vec<_>>>().filter(|g| !g.is_empty())
+fn sampled_generations<'n>(resps: &'n [Node<'_>]) -> Option<Vec<&'n str>> {
+    let [Node::List(generations)] = resps else { return None };
+    generations
+        .iter()
+        .map(|g| match g {
+            Node::Text(text) => Some(text.as_ref()),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()
+        .filter(|g| !g.is_empty())
 }
 
 /// The first `#### N` answer in `text` (the reference's `#### (\-?[0-9\.\,]+)`).

@@ -19,7 +19,7 @@ use super::records::Record;
 /// The query text of `record` in `task`.
 pub fn query_text(task: &str, record: &Record<'_>, text_field: Option<&str>) -> Result<String, String> {
     let doc: Value = match record.doc {
-        Some(raw) => serde_json::from_str(raw.get()).map_err(|e| format!("field `doc`: {e}"))?,
+        Some(raw) => serde_json::from_str(raw).map_err(|e| format!("field `doc`: {e}"))?,
         None => Value::Null,
     };
     let empty = Map::new();
@@ -82,7 +82,7 @@ fn lettered(doc: &Map<String, Value>) -> Result<String, String> {
 
 /// The first request's prompt (`arg_0`), when it is a string (not a chat message list).
 fn prompt(record: &Record<'_>) -> Option<String> {
-    let arguments: Value = serde_json::from_str(record.arguments?.get()).ok()?;
+    let arguments: Value = serde_json::from_slice(record.arguments?).ok()?;
     let first = match &arguments {
         Value::Object(requests) => requests.get("gen_args_0")?.get("arg_0")?,
         Value::Array(requests) => match requests.first()? {
