@@ -15,15 +15,24 @@ if [ ! -f "$work/.done-${1:-10}-${2:-50000}-${3:-2000}" ]; then
 fi
 input_mb=$(du -sm "$work/in" | cut -f1)
 echo "input: $input_mb MB in $(find "$work/in" -name 'samples_*' | wc -l) samples files; $(nproc) cores"
-measure() {  # label, command...
+measure() {  # label, command...: 3 runs, each and the median
   local label="$1"; shift
-  cat "$work"/in/*/samples_* > /dev/null  # same warm page cache for both
-  /usr/bin/time -f "%e %M" -o "$work/time.txt" "$@" > /dev/null 2> "$work/$label.log"
-  read -r seconds kb < "$work/time.txt"
-  echo "$label: ${seconds} s, peak RSS $((kb / 1024)) MB"
+  local times=()
+  for run in 1 2 3; do
+    cat "$work"/in/*/samples_* > /dev/null  # the same warm page cache for every run
+    /usr/bin/time -f "%e %M" -o "$work/time.txt" "$@" > /dev/null 2> "$work/$label.log"
+    read -r seconds kb < "$work/time.txt"
+    echo "$label run $run: ${seconds} s, peak RSS $((kb / 1024)) MB"
+    times+=("$seconds")
+  done
+  printf '%s\n' "${times[@]}" | sort -n | sed -n 2p > "$work/$label.median"
+  echo "$label median: $(cat "$work/$label.median") s"
 }
 measure routerdc "$bin" --quiet ingest --out "$work/out-routerdc" "$work/in"
 measure python "$python" bench/ingest/baseline.py "$work/in" "$work/out-python"
+echo "speed-up (median python / median routerdc): $("$python" -c "print(round($(cat "$work/python.median")/$(cat "$work/routerdc.median"), 1))")x"
+"$bin" --version > /dev/null; /usr/bin/time -f "%e" -o "$work/startup.txt" "$bin" --version > /dev/null
+echo "routerdc start-up alone (--version, libtorch loading): $(cat "$work/startup.txt") s"
 # Both must have computed the same tables.
 "$bin" --quiet export --tables "$work/out-routerdc" --out "$work/out-routerdc-json"
 "$python" - "$work" <<'PY'
