@@ -4,20 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::{find, number, ok, read_csv, reference_data, routerdc, stderr};
-
-fn python() -> Option<PathBuf> {
-    match std::env::var_os("ROUTERDC_PYTHON") {
-        Some(python) if !python.is_empty() => Some(PathBuf::from(python)),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("ROUTERDC_PYTHON must be set in CI (scripts/setup.sh writes it)")
-        }
-        _ => {
-            eprintln!("SKIPPED: run scripts/setup.sh so that ROUTERDC_PYTHON points at a Python with pandas");
-            None
-        }
-    }
-}
+use crate::util::{find, number, ok, python, read_csv, reference_data, routerdc, stderr};
 
 fn make_frames(python: &Path, dir: &Path) -> serde_json::Value {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_routerbench.py");

@@ -7,18 +7,7 @@ use std::process::Command;
 use routerdc::io::pickle::pandas::{Budget, ColumnData, read_frame};
 use routerdc::io::pickle::vm::parse;
 
-fn python() -> Option<PathBuf> {
-    match std::env::var_os("ROUTERDC_PYTHON") {
-        Some(python) if !python.is_empty() => Some(PathBuf::from(python)),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("ROUTERDC_PYTHON must be set in CI (scripts/setup.sh writes it)")
-        }
-        _ => {
-            eprintln!("SKIPPED: run scripts/setup.sh so that ROUTERDC_PYTHON points at a Python with pandas");
-            None
-        }
-    }
-}
+use crate::util::python;
 
 #[test]
 fn dataframes_of_every_protocol_read_back_exactly() {

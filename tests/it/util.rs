@@ -52,6 +52,21 @@ pub fn reference_data() -> Option<PathBuf> {
     }
 }
 
+/// The venv's Python with pandas (`ROUTERDC_PYTHON`, written by scripts/setup.sh), or `None`
+/// with a note saying why the test is skipped. In CI a missing variable is a failure.
+pub fn python() -> Option<PathBuf> {
+    match std::env::var_os("ROUTERDC_PYTHON") {
+        Some(python) if !python.is_empty() => Some(PathBuf::from(python)),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("ROUTERDC_PYTHON must be set in CI (scripts/setup.sh writes it)")
+        }
+        _ => {
+            eprintln!("SKIPPED: run scripts/setup.sh so that ROUTERDC_PYTHON points at a Python with pandas");
+            None
+        }
+    }
+}
+
 /// One row of `baselines.csv`, keyed by column name.
 pub type CsvRow = BTreeMap<String, String>;
 
