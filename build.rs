@@ -1,4 +1,5 @@
-//! Link-time settings for libtorch (only when the `train` feature pulls in torch-sys).
+//! Link-time settings for libtorch (only when the `train` feature pulls in torch-sys), for the
+//! `routerdc-torch` binary: the libtorch side of routerdc.
 //!
 //! torch-sys passes `-rpath` only to its own C++ shim, so without this the binary fails at start
 //! with "libtorch_cpu.so: cannot open shared object file". torch-sys has `links = "tch"`, so a
@@ -11,7 +12,10 @@ fn main() {
     let Ok(dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         return;
     };
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+    // Only `routerdc-torch` (and the tests) link libtorch; `routerdc` has no libtorch code, so the
+    // data commands start without loading it (libtorch's static initialisers take about 0.6 s).
+    println!("cargo:rustc-link-arg-bin=routerdc-torch=-Wl,-rpath,{dir}");
+    println!("cargo:rustc-link-arg-tests=-Wl,-rpath,{dir}");
     println!("cargo:rustc-env=ROUTERDC_LIBTORCH_LIB={dir}");
     if let Some(version) = libtorch_version(Path::new(&dir)) {
         println!("cargo:rustc-env=ROUTERDC_LIBTORCH_VERSION={version}");
@@ -19,7 +23,7 @@ fn main() {
     // `--as-needed` would drop libtorch_cuda.so (nothing references it by symbol), and then
     // `tch::Cuda::is_available()` is false even on a GPU host. CPU-only libtorch builds lack it.
     if Path::new(&dir).join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+        println!("cargo:rustc-link-arg-bin=routerdc-torch=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
     }
 }
 

@@ -14,3 +14,9 @@ pub mod stages;
 pub mod table;
 
 pub use error::{Error, Result};
+
+/// `routerdc-torch`, the libtorch side of routerdc, which sits next to the `routerdc` binary.
+pub fn torch_helper() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.with_file_name(format!("routerdc-torch{}", std::env::consts::EXE_SUFFIX))
+}

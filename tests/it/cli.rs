@@ -223,3 +223,15 @@ fn doctor_finds_libtorch_2_13() {
     let text = stdout(&output);
     assert!(text.contains("✓ libtorch         2.13.0"), "{text}");
 }
+
+#[test]
+fn routerdc_itself_does_not_link_libtorch() {
+    // libtorch's start-up (about 0.6 s) belongs to routerdc-torch only; see build.rs.
+    let Ok(output) = std::process::Command::new("readelf").args(["-d", env!("CARGO_BIN_EXE_routerdc")]).output() else {
+        eprintln!("SKIPPED: readelf (binutils) is not installed");
+        return;
+    };
+    let dynamic = String::from_utf8_lossy(&output.stdout);
+    assert!(dynamic.contains("(NEEDED)"), "readelf printed no dynamic section:\n{dynamic}");
+    assert!(!dynamic.contains("libtorch") && !dynamic.contains("libc10"), "{dynamic}");
+}
