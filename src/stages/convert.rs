@@ -57,8 +57,8 @@ fn read_columns(path: &Path) -> Result<Vec<(String, ColumnData)>> {
     }
     let layout = |message: String| Error::Layout { path: path.to_path_buf(), message };
     if bytes[0] == 0x80 {
-        let root = crate::io::pickle::vm::parse(&bytes).map_err(|e| layout(format!("not a readable pickle: {e}")))?;
-        let frame = read_frame(&root, &mut Budget::for_input(bytes.len(), 4)).map_err(layout)?;
+        let pickle = crate::io::pickle::vm::parse(&bytes).map_err(|e| layout(format!("not a readable pickle: {e}")))?;
+        let frame = read_frame(&pickle.root, &mut Budget::for_input(bytes.len(), 4)).map_err(layout)?;
         return Ok(frame.columns);
     }
     let frame = CsvReadOptions::default()

@@ -1,6 +1,7 @@
 //! The pipeline stages: each a typed config and a function from tables to tables.
 
 pub mod convert;
+pub mod cost_quality;
 pub mod import;
 pub mod ingest;
 pub mod report;

@@ -6,6 +6,12 @@ use std::process::Command;
 
 use crate::util::{find, number, ok, python, read_csv, reference_data, routerdc, stderr};
 
+fn find_in<'a>(rows: &'a [crate::util::CsvRow], dataset: &str, router: &str) -> &'a crate::util::CsvRow {
+    rows.iter()
+        .find(|r| r["dataset"] == dataset && r["router"] == router)
+        .unwrap_or_else(|| panic!("no {dataset} {router}"))
+}
+
 fn make_frames(python: &Path, dir: &Path) -> serde_json::Value {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_routerbench.py");
     assert!(Command::new(python).arg(script).arg(dir).status().unwrap().success());
@@ -49,6 +55,17 @@ fn csv_and_every_pickle_protocol_give_identical_tables() {
     let report = dir.path().join("report");
     ok(&routerdc(["report", "--tables", from_csv.to_str().unwrap(), "--out", report.to_str().unwrap()]));
     let rows = read_csv(&report.join("baselines.csv"));
+    // Tables with costs also get the cost-quality analysis: each LLM's point and flags, and one
+    // zero-router row with AIQ in both forms per table.
+    let points = read_csv(&report.join("cost_quality.csv"));
+    for table in expected["tables"].as_object().unwrap().keys() {
+        let zero = find_in(&points, table, "zero_router");
+        let (paper, code) = (number(zero, "aiq_paper"), number(zero, "aiq_code"));
+        assert!((0.0..=1.0).contains(&paper) && (0.0..=1.0).contains(&code), "{table}: {paper} {code}");
+        let llm = find_in(&points, table, "claude-v2");
+        assert!((number(llm, "quality") - number(find(&rows, table, "claude-v2"), "acc_predict")).abs() < 1e-15);
+        assert!(points.iter().any(|p| p["dataset"] == *table && p["pareto"] == "true"), "{table}: no Pareto LLM");
+    }
     for (table, models) in expected["tables"].as_object().unwrap() {
         for (model, want) in models.as_object().unwrap() {
             let row = find(&rows, table, model);

@@ -21,8 +21,8 @@ fn dataframes_of_every_protocol_read_back_exactly() {
     let names: Vec<String> = serde_json::from_value(expected["columns"].clone()).unwrap();
     for protocol in 2..=5 {
         let bytes = std::fs::read(dir.path().join(format!("frame_p{protocol}.pkl"))).unwrap();
-        let root = parse(&bytes).unwrap_or_else(|e| panic!("protocol {protocol}: {e}"));
-        let frame = read_frame(&root, &mut Budget::for_input(bytes.len(), 4))
+        let pickle = parse(&bytes).unwrap_or_else(|e| panic!("protocol {protocol}: {e}"));
+        let frame = read_frame(&pickle.root, &mut Budget::for_input(bytes.len(), 4))
             .unwrap_or_else(|e| panic!("protocol {protocol}: {e}"));
         let got: Vec<&String> = frame.columns.iter().map(|(name, _)| name).collect();
         assert_eq!(got, names.iter().collect::<Vec<_>>(), "protocol {protocol}");
@@ -48,7 +48,7 @@ fn a_pickle_that_calls_anything_else_is_refused() {
     // A DataFrame-shaped pickle whose manager is `os.system`: parsed, never run, and refused.
     let data =
         b"\x80\x02cpandas.core.frame\nDataFrame\n)\x81}(X\x04\x00\x00\x00_mgrcos\nsystem\nX\x02\x00\x00\x00id\x85Rub.";
-    let root = parse(data).unwrap();
-    let error = read_frame(&root, &mut Budget::for_input(data.len(), 4)).unwrap_err();
+    let pickle = parse(data).unwrap();
+    let error = read_frame(&pickle.root, &mut Budget::for_input(data.len(), 4)).unwrap_err();
     assert!(error.contains("`os.system`"), "{error}");
 }

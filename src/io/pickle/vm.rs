@@ -91,9 +91,44 @@ enum Slot {
     Value(Value),
 }
 
+/// A parsed pickle. A hostile file can make containers refer to themselves (a list appended to
+/// itself through the memo), which `Rc` alone would never free; every container the machine
+/// made is therefore registered here and emptied on drop, which breaks any cycle.
+#[derive(Debug)]
+pub struct Pickle {
+    pub root: Value,
+    _containers: Containers,
+}
+
+#[derive(Debug, Default)]
+struct Containers(Vec<Value>);
+
+impl Drop for Containers {
+    fn drop(&mut self) {
+        for container in self.0.drain(..) {
+            match container {
+                Value::List(items) | Value::Set(items) => drop(std::mem::take(&mut *items.borrow_mut())),
+                Value::Dict(entries) => drop(std::mem::take(&mut *entries.borrow_mut())),
+                Value::Object(object) => {
+                    let mut object = object.borrow_mut();
+                    object.callable = Value::None;
+                    object.args = Value::None;
+                    object.state = None;
+                    drop(std::mem::take(&mut object.items));
+                    drop(std::mem::take(&mut object.entries));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 /// Parse one pickle from `data`.
-pub fn parse(data: &[u8]) -> Result<Value, PickleError> {
-    Machine { data, pos: 0, stack: Vec::new(), memo: HashMap::new() }.run()
+pub fn parse(data: &[u8]) -> Result<Pickle, PickleError> {
+    let mut machine =
+        Machine { data, pos: 0, stack: Vec::new(), memo: HashMap::new(), containers: Containers::default() };
+    let root = machine.run()?;
+    Ok(Pickle { root, _containers: std::mem::take(&mut machine.containers) })
 }
 
 struct Machine<'a> {
@@ -101,6 +136,8 @@ struct Machine<'a> {
     pos: usize,
     stack: Vec<Slot>,
     memo: HashMap<u64, Value>,
+    /// Every container made, to break reference cycles when the parse is dropped.
+    containers: Containers,
 }
 
 impl<'a> Machine<'a> {
@@ -151,6 +188,10 @@ impl<'a> Machine<'a> {
     }
 
     fn push(&mut self, value: Value) {
+        if matches!(value, Value::List(_) | Value::Dict(_) | Value::Set(_) | Value::Object(_)) {
+            // A container is pushed once, when it is made; copies come from DUP or the memo.
+            self.containers.0.push(value.clone());
+        }
         self.stack.push(Slot::Value(value));
     }
 
@@ -201,7 +242,7 @@ impl<'a> Machine<'a> {
         Ok(())
     }
 
-    fn run(mut self) -> Result<Value, PickleError> {
+    fn run(&mut self) -> Result<Value, PickleError> {
         loop {
             let op = self.byte().map_err(|_| self.error("the pickle ends without STOP"))?;
             match op {
@@ -226,7 +267,7 @@ impl<'a> Machine<'a> {
                 }
                 b'2' => {
                     let top = self.top()?.clone();
-                    self.push(top);
+                    self.stack.push(Slot::Value(top));
                 }
                 b'N' => self.push(Value::None),
                 0x88 => self.push(Value::Bool(true)),
@@ -400,7 +441,7 @@ impl<'a> Machine<'a> {
                         _ => self.u32()? as u64,
                     };
                     let value = self.memo_get(index)?;
-                    self.push(value);
+                    self.stack.push(Slot::Value(value));
                 }
                 b'p' | b'q' | b'r' => {
                     let index = match op {
@@ -610,7 +651,8 @@ mod tests {
         data.extend([
             b'N', 0x88, b'e', b'X', 1, 0, 0, 0, b'b', b'C', 1, b'x', b'X', 2, 0, 0, 0, 0xc3, 0xa9, 0x86, b'u', b'.',
         ]);
-        let Value::Dict(dict) = parse(&data).unwrap() else { panic!("not a dict") };
+        let pickle = parse(&data).unwrap();
+        let Value::Dict(dict) = &pickle.root else { panic!("not a dict") };
         let dict = dict.borrow();
         let Value::List(list) = &dict[0].1 else { panic!("not a list") };
         let list = list.borrow();
@@ -625,7 +667,8 @@ mod tests {
     fn globals_are_recorded_never_called() {
         // cos.system('echo pwned') as protocol 0: GLOBAL, MARK, STRING, TUPLE, REDUCE, STOP.
         let data = b"cos\nsystem\n(S'echo pwned'\ntR.";
-        let Value::Object(object) = parse(data).unwrap() else { panic!("not an object") };
+        let pickle = parse(data).unwrap();
+        let Value::Object(object) = &pickle.root else { panic!("not an object") };
         let object = object.borrow();
         assert_eq!(object.callable.global_name(), Some(("os", "system")));
     }
@@ -637,6 +680,16 @@ mod tests {
         assert!(parse(&[0x80, 4, 0xfe]).unwrap_err().message.contains("unknown opcode 0xfe"));
         assert!(parse(&[0x80, 5, 0x97]).unwrap_err().message.contains("out-of-band"));
         assert!(parse(b"h\x05.").unwrap_err().message.contains("memo entry 5"));
+    }
+
+    #[test]
+    fn a_list_that_contains_itself_is_freed() {
+        // EMPTY_LIST, BINPUT 0, BINGET 0, APPEND, STOP: l = []; l.append(l)
+        let pickle = parse(b"]q\x00h\x00a.").unwrap();
+        let Value::List(list) = &pickle.root else { panic!("not a list") };
+        let weak = std::rc::Rc::downgrade(list);
+        drop(pickle);
+        assert!(weak.upgrade().is_none(), "the cycle kept the list alive");
     }
 
     #[test]

@@ -1,0 +1,172 @@
+//! Cost–quality analysis of tables with costs (RouterBench, Hu et al. 2024): each LLM as a point
+//! (mean cost, mean quality), the Pareto front, the non-decreasing convex hull (the "zero router":
+//! mixing LLMs at random reaches every point on the segments between them) and AIQ, the average
+//! quality over a cost range, in two forms that differ:
+//!
+//! - **paper**: `AIQ = 1/(c_max − c_min) ∫_{c_min}^{c_max} R̃(c) dc`, with `R̃` the hull's
+//!   piecewise-linear interpolation, constant at its first quality below the hull's first cost and
+//!   at its last quality beyond its last cost;
+//! - **code** (RouterBench's `evaluation/AIQ.py`, `calc_AIQ`): the hull is extended with the point
+//!   `(c_max, last quality)` and integrated by the trapezoid rule *from its first cost* (not from
+//!   `c_min`), then divided by `c_max` (not by `c_max − c_min`). Its hull comes from
+//!   `get_non_descreasing_convex_hull_of`, ported in [`routerbench_hull`].
+//!
+//! `c_min`/`c_max` are the smallest and largest cost among the curves compared (here: the LLMs).
+
+/// A (cost, quality) point.
+pub type Point = (f64, f64);
+
+/// Indices of the points no other point dominates (no more cost and no less quality, one strictly).
+pub fn pareto_front(points: &[Point]) -> Vec<usize> {
+    (0..points.len())
+        .filter(|&i| {
+            let (c, q) = points[i];
+            !points.iter().any(|&(c2, q2)| c2 <= c && q2 >= q && (c2 < c || q2 > q))
+        })
+        .collect()
+}
+
+/// The non-decreasing upper convex hull: the upper hull of the points by cost (monotone chain),
+/// cut after its highest quality. Returned sorted by cost.
+pub fn non_decreasing_hull(points: &[Point]) -> Vec<Point> {
+    let mut sorted: Vec<Point> = points.to_vec();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
+    // At one cost only the best quality matters.
+    sorted.dedup_by(|later, earlier| later.0 == earlier.0);
+    let mut hull: Vec<Point> = Vec::with_capacity(sorted.len());
+    for point in sorted {
+        while hull.len() >= 2 {
+            let (a, b) = (hull[hull.len() - 2], hull[hull.len() - 1]);
+            // Drop b when it lies on or below the segment a → point (keep the chain concave).
+            let cross = (b.0 - a.0) * (point.1 - a.1) - (b.1 - a.1) * (point.0 - a.0);
+            if cross >= 0.0 {
+                hull.pop()
+            } else {
+                break;
+            };
+        }
+        hull.push(point);
+    }
+    let best = hull.iter().enumerate().fold(0, |best, (i, p)| if p.1 > hull[best].1 { i } else { best });
+    hull.truncate(best + 1);
+    hull
+}
+
+/// AIQ in the RouterBench paper's form over `[c_min, c_max]`.
+pub fn aiq_paper(hull: &[Point], c_min: f64, c_max: f64) -> f64 {
+    let Some((&first, &last)) = hull.first().zip(hull.last()) else { return f64::NAN };
+    if c_max <= c_min {
+        return first.1;
+    }
+    // The curve: constant before the first point and after the last, linear in between.
+    let mut curve = vec![(c_min.min(first.0), first.1)];
+    curve.extend_from_slice(hull);
+    curve.push((c_max.max(last.0), last.1));
+    let area = integrate_clipped(&curve, c_min, c_max);
+    area / (c_max - c_min)
+}
+
+/// AIQ as RouterBench's code computes it (module docs).
+pub fn aiq_code(hull: &[Point], c_max: f64) -> f64 {
+    let Some(&last) = hull.last() else { return f64::NAN };
+    let mut curve = hull.to_vec();
+    curve.push((c_max, last.1));
+    let area: f64 = curve.windows(2).map(|w| (w[1].0 - w[0].0) * (w[0].1 + w[1].1) / 2.0).sum();
+    area / c_max
+}
+
+/// The area under a piecewise-linear curve (sorted by x) between `from` and `to`.
+fn integrate_clipped(curve: &[Point], from: f64, to: f64) -> f64 {
+    let at = |x: f64, a: Point, b: Point| if b.0 == a.0 { b.1 } else { a.1 + (b.1 - a.1) * (x - a.0) / (b.0 - a.0) };
+    curve
+        .windows(2)
+        .map(|w| {
+            let (a, b) = (w[0], w[1]);
+            let (x0, x1) = (a.0.max(from), b.0.min(to));
+            if x1 <= x0 { 0.0 } else { (x1 - x0) * (at(x0, a, b) + at(x1, a, b)) / 2.0 }
+        })
+        .sum()
+}
+
+/// RouterBench's `get_non_descreasing_convex_hull_of`, ported as it is (including how it treats
+/// points between two others), so that [`aiq_code`] matches its numbers.
+pub fn routerbench_hull(points: &[Point]) -> Vec<Point> {
+    let mut sorted: Vec<Point> = points.to_vec();
+    // numpy's default argsort (quicksort) is not stable; for distinct costs the order is the same.
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut hull: Vec<Point> = Vec::new();
+    let upsert = |hull: &mut Vec<Point>, x: f64, y: f64| {
+        if let Some(existing) = hull.iter_mut().find(|p| p.0 == x) {
+            if existing.1 < y {
+                existing.1 = y;
+            }
+        } else {
+            hull.push((x, y));
+        }
+    };
+    for i in 0..sorted.len() {
+        for j in i..sorted.len() {
+            let ((x1, y1), (x2, y2)) = (sorted[i], sorted[j]);
+            for &(x, y) in &sorted {
+                if x1 < x && x < x2 {
+                    let interpolated = y1 + (y2 - y1) * (x - x1) / (x2 - x1);
+                    upsert(&mut hull, x, if y < interpolated { interpolated } else { y });
+                }
+            }
+        }
+    }
+    let (first, last) = (sorted[0], sorted[sorted.len() - 1]);
+    if !hull.iter().any(|p| p.0 == last.0) && hull.last().is_none_or(|p| last.1 >= p.1) {
+        hull.push(last);
+    }
+    if !hull.iter().any(|p| p.0 == first.0) {
+        hull.insert(0, first);
+    }
+    hull.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Remove every point whose quality is below its predecessor's (in the sorted list, as numpy's
+    // `delete` of the indices found in one pass does).
+    let keep: Vec<bool> = (0..hull.len()).map(|i| i == 0 || hull[i].1 >= hull[i - 1].1).collect();
+    hull.into_iter().zip(keep).filter_map(|(p, k)| k.then_some(p)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Three LLMs: cheap and weak, mid, expensive and strong; plus a dominated one.
+    const POINTS: [Point; 4] = [(1.0, 0.4), (2.0, 0.7), (4.0, 0.8), (3.0, 0.5)];
+
+    #[test]
+    fn the_pareto_front_leaves_out_dominated_llms() {
+        assert_eq!(pareto_front(&POINTS), [0, 1, 2]);
+        assert_eq!(pareto_front(&[(1.0, 0.5), (1.0, 0.5)]), [0, 1], "equal points dominate neither");
+    }
+
+    #[test]
+    fn the_hull_is_concave_and_non_decreasing() {
+        assert_eq!(non_decreasing_hull(&POINTS), [(1.0, 0.4), (2.0, 0.7), (4.0, 0.8)]);
+        // (2, 0.5) lies below the segment (1, 0.4)–(3, 0.8): not on the hull. A dearer, worse
+        // point (5, 0.6) ends the non-decreasing hull at (3, 0.8).
+        assert_eq!(non_decreasing_hull(&[(1.0, 0.4), (2.0, 0.5), (3.0, 0.8), (5.0, 0.6)]), [(1.0, 0.4), (3.0, 0.8)]);
+    }
+
+    #[test]
+    fn aiq_in_both_forms_by_hand() {
+        let hull = non_decreasing_hull(&POINTS);
+        // Paper: over [1, 4]: trapezoids (1→2) 0.55 + (2→4) 1.5 = 2.05, / 3.
+        assert!((aiq_paper(&hull, 1.0, 4.0) - 2.05 / 3.0).abs() < 1e-15);
+        // Code: same area from the hull's first cost, / c_max = 4.
+        assert!((aiq_code(&hull, 4.0) - 2.05 / 4.0).abs() < 1e-15);
+        // Paper form, a range beyond the hull: flat at 0.4 on [0, 1] and at 0.8 on [4, 5].
+        assert!((aiq_paper(&hull, 0.0, 5.0) - (0.4 + 2.05 + 0.8) / 5.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn routerbench_hull_matches_its_code_on_these_points() {
+        // Worked through `get_non_descreasing_convex_hull_of` by hand: (2, 0.7) is kept (above the
+        // 1→4 line at 0.533), (3, 0.5) is lifted to the 2→4 line at 0.75, then the pass that
+        // drops points below their predecessor keeps all four.
+        let hull = routerbench_hull(&POINTS);
+        assert_eq!(hull, [(1.0, 0.4), (2.0, 0.7), (3.0, 0.75), (4.0, 0.8)]);
+    }
+}
