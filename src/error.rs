@@ -99,10 +99,9 @@ impl Error {
             Error::NoTables { .. } => Some("create tables with `routerdc import --out DIR FILE...` first".into()),
             Error::EmptyFile { .. } => Some("the file has no records; check that the export that wrote it finished".into()),
             Error::Merge { hint, .. } => Some(hint.clone()),
-            Error::Layout { .. } => Some(
-                "routerdc reads lm-evaluation-harness samples (any version) and bigcode-evaluation-harness pass logs; see README (Ingest)"
-                    .into(),
-            ),
+            Error::Layout { .. } => {
+                Some("README lists the layouts each command reads (ingest: harness outputs; convert: RouterBench)".into())
+            }
             Error::Table { .. } => Some("tables are written by `routerdc import`; the layout is described in README (Scored tables)".into()),
             Error::Unsupported { feature } => Some(format!("rebuild with `--features {feature}`")),
             _ => None,

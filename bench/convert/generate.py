@@ -18,6 +18,9 @@ EVALS = ["mmlu-anatomy", "hellaswag", "grade-school-math", "arc-challenge", "mbp
 
 
 def main():
+    # Python string storage, as RouterBench's own pickles (pandas 2.x) have it.
+    if pd.__version__ >= "2":
+        pd.set_option("mode.string_storage", "python")
     out = sys.argv[1]
     rows = int(sys.argv[2]) if len(sys.argv) > 2 else 36_500
     rng = np.random.default_rng(0)

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # convert benchmark: `routerdc convert` vs `pandas.read_pickle` + `to_parquet` on the same
-# RouterBench-sized pickle, same run, 3 runs each. Needs scripts/setup.sh; installs pyarrow into
-# routerdc's venv if missing (pandas' to_parquet needs it). Usage: bench/convert/run.sh [ROWS]
+# RouterBench-sized pickle, same run, 3 runs each. Makes a venv with pandas and pyarrow under
+# $ROUTERDC_CACHE/bench-venv. Usage: bench/convert/run.sh [ROWS]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-python="${ROUTERDC_CACHE:-$HOME/.cache/routerdc}/venv/bin/python"
-"$python" -c 'import pyarrow' 2>/dev/null || "$python" -m pip install --quiet pyarrow
+# A venv of its own: pandas' to_parquet needs pyarrow, which must not enter routerdc's test venv
+# (with pyarrow installed, pandas 3 pickles strings as pyarrow arrays by default).
+bench_venv="${ROUTERDC_CACHE:-$HOME/.cache/routerdc}/bench-venv"
+[ -x "$bench_venv/bin/python" ] || python3 -m venv "$bench_venv"
+python="$bench_venv/bin/python"
+"$python" -c 'import pandas, pyarrow' 2>/dev/null || "$python" -m pip install --quiet pandas pyarrow
 work="${BENCH_DIR:-/tmp/routerdc-bench-convert}"
 mkdir -p "$work"
 cargo build --release --locked --quiet

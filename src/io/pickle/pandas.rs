@@ -67,6 +67,12 @@ fn check_global(value: &Value) -> Result<&str, String> {
     let allowed = ALLOWED.iter().any(|(n, modules)| *n == name && modules.contains(&module));
     if allowed {
         Ok(name)
+    } else if module.starts_with("pyarrow") || name.starts_with("Arrow") {
+        // pandas 3 with pyarrow installed stores strings this way by default.
+        Err(format!(
+            "the frame stores columns with pyarrow (`{module}.{name}`), which routerdc does not read; re-save it \
+             after `pd.set_option(\"mode.string_storage\", \"python\")`, or as CSV"
+        ))
     } else {
         Err(format!("the pickle names `{module}.{name}`, which a pandas DataFrame does not need; refusing it"))
     }
