@@ -17,19 +17,8 @@ bin="$(cargo metadata --format-version 1 --no-deps | "$python" -c 'import json,s
 [ -f "$work/frame-${1:-36500}.pkl" ] || "$python" bench/convert/generate.py "$work/frame-${1:-36500}.pkl" "${1:-36500}"
 pkl="$work/frame-${1:-36500}.pkl"
 echo "input: $(du -m "$pkl" | cut -f1) MB pickle, ${1:-36500} rows; $(nproc) cores"
-measure() {  # label, command...
-  local label="$1"; shift
-  local times=()
-  for run in 1 2 3; do
-    cat "$pkl" > /dev/null
-    /usr/bin/time -f "%e %M" -o "$work/time.txt" "$@" > /dev/null 2> "$work/$label.log"
-    read -r seconds kb < "$work/time.txt"
-    echo "$label run $run: ${seconds} s, peak RSS $((kb / 1024)) MB"
-    times+=("$seconds")
-  done
-  printf '%s\n' "${times[@]}" | sort -n | sed -n 2p > "$work/$label.median"
-  echo "$label median: $(cat "$work/$label.median") s"
-}
+warm=("$pkl")
+source bench/measure.sh
 measure routerdc "$bin" --quiet convert --out "$work/out-routerdc" "$pkl"
 measure pandas "$python" -c "import pandas as pd, sys; pd.read_pickle(sys.argv[1]).to_parquet(sys.argv[2])" "$pkl" "$work/pandas.parquet"
 echo "speed-up (median pandas / median routerdc): $("$python" -c "print(round($(cat "$work/pandas.median")/$(cat "$work/routerdc.median"), 1))")x"

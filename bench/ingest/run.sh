@@ -15,19 +15,8 @@ if [ ! -f "$work/.done-${1:-10}-${2:-50000}-${3:-2000}" ]; then
 fi
 input_mb=$(du -sm "$work/in" | cut -f1)
 echo "input: $input_mb MB in $(find "$work/in" -name 'samples_*' | wc -l) samples files; $(nproc) cores"
-measure() {  # label, command...: 3 runs, each and the median
-  local label="$1"; shift
-  local times=()
-  for run in 1 2 3; do
-    cat "$work"/in/*/samples_* > /dev/null  # the same warm page cache for every run
-    /usr/bin/time -f "%e %M" -o "$work/time.txt" "$@" > /dev/null 2> "$work/$label.log"
-    read -r seconds kb < "$work/time.txt"
-    echo "$label run $run: ${seconds} s, peak RSS $((kb / 1024)) MB"
-    times+=("$seconds")
-  done
-  printf '%s\n' "${times[@]}" | sort -n | sed -n 2p > "$work/$label.median"
-  echo "$label median: $(cat "$work/$label.median") s"
-}
+warm=("$work"/in/*/samples_*)
+source bench/measure.sh
 measure routerdc "$bin" --quiet ingest --out "$work/out-routerdc" "$work/in"
 measure python "$python" bench/ingest/baseline.py "$work/in" "$work/out-python"
 echo "speed-up (median python / median routerdc): $("$python" -c "print(round($(cat "$work/python.median")/$(cat "$work/routerdc.median"), 1))")x"

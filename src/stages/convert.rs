@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::io::pickle::pandas::{Budget, ColumnData, read_frame};
+use crate::io::pickle::pandas::{Budget, ColumnData, read_frame_columns};
 use crate::table::{MetricKind, ScoredTable, Split};
 
 const SAMPLE_ID: &str = "sample_id";
@@ -51,20 +51,24 @@ pub struct ConvertCounts {
 
 /// A file read into columns.
 fn read_columns(path: &Path) -> Result<Vec<(String, ColumnData)>> {
-    let bytes = crate::io::read_bytes(path)?;
+    let bytes = crate::io::map_file(path)?;
+    let bytes: &[u8] = &bytes;
     if bytes.is_empty() {
         return Err(Error::EmptyFile { path: path.to_path_buf() });
     }
     let layout = |message: String| Error::Layout { path: path.to_path_buf(), message };
     if bytes[0] == 0x80 {
         let pickle = crate::io::pickle::vm::parse(&bytes).map_err(|e| layout(format!("not a readable pickle: {e}")))?;
-        let frame = read_frame(&pickle.root, &mut Budget::for_input(bytes.len(), 4)).map_err(layout)?;
+        // Responses and the oracle column are never used: their text is not materialised.
+        let wanted = |name: &str| !name.ends_with("|model_response") && name != "oracle_model_to_route_to";
+        let frame =
+            read_frame_columns(&pickle.root, &mut Budget::for_input(bytes.len(), 4), &wanted).map_err(layout)?;
         return Ok(frame.columns);
     }
     let frame = CsvReadOptions::default()
         .with_has_header(true)
         .with_infer_schema_length(Some(0))
-        .into_reader_with_file_handle(std::io::Cursor::new(bytes))
+        .into_reader_with_file_handle(std::io::Cursor::new(bytes.to_vec()))
         .finish()
         .map_err(|e| layout(format!("not a readable CSV or pickle: {e}")))?;
     frame
@@ -275,58 +279,69 @@ pub fn prompt_text(cell: &str) -> Option<String> {
 
 /// Parse `['a', "b\n"]` as Python's `ast.literal_eval` would (strings only).
 fn python_string_list(text: &str) -> Option<Vec<String>> {
-    let mut chars = text.chars().peekable();
+    let bytes = text.as_bytes();
     let mut items = Vec::new();
-    if chars.next()? != '[' {
+    if bytes.first() != Some(&b'[') {
         return None;
     }
+    let mut i = 1;
     loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
-            chars.next();
+        while bytes.get(i).is_some_and(|b| b.is_ascii_whitespace() || *b == b',') {
+            i += 1;
         }
-        match chars.next()? {
-            ']' => break,
-            quote @ ('\'' | '"') => items.push(python_string_body(&mut chars, quote)?),
+        match *bytes.get(i)? {
+            b']' => break,
+            quote @ (b'\'' | b'"') => {
+                let (item, next) = python_string_at(text, i + 1, quote)?;
+                items.push(item);
+                i = next;
+            }
             _ => return None,
         }
     }
-    chars.all(char::is_whitespace).then_some(items)
+    text[i + 1..].trim().is_empty().then_some(items)
 }
 
-fn python_string_body(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, quote: char) -> Option<String> {
+/// The string literal whose body starts at byte `start`, and the byte after its closing quote.
+/// Runs without escapes are copied whole (prompts are long; escapes are few).
+fn python_string_at(text: &str, start: usize, quote: u8) -> Option<(String, usize)> {
+    let bytes = text.as_bytes();
     let mut out = String::new();
+    let mut i = start;
     loop {
-        match chars.next()? {
-            c if c == quote => return Some(out),
-            '\\' => {
-                let escaped = chars.next()?;
-                match escaped {
-                    'n' => out.push('\n'),
-                    't' => out.push('\t'),
-                    'r' => out.push('\r'),
-                    '0' => out.push('\0'),
-                    'a' => out.push('\u{07}'),
-                    'b' => out.push('\u{08}'),
-                    'f' => out.push('\u{0c}'),
-                    'v' => out.push('\u{0b}'),
-                    '\\' | '\'' | '"' => out.push(escaped),
-                    'x' | 'u' | 'U' => {
-                        let width = match escaped {
-                            'x' => 2,
-                            'u' => 4,
-                            _ => 8,
-                        };
-                        let hex: String = (0..width).map(|_| chars.next()).collect::<Option<String>>()?;
-                        out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
-                    }
-                    '\n' => {}
-                    other => {
-                        out.push('\\');
-                        out.push(other);
-                    }
-                }
+        let j = i + memchr::memchr2(quote, b'\\', &bytes[i..])?;
+        out.push_str(&text[i..j]);
+        if bytes[j] == quote {
+            return Some((out, j + 1));
+        }
+        let escaped = *bytes.get(j + 1)?;
+        i = j + 2;
+        match escaped {
+            b'n' => out.push('\n'),
+            b't' => out.push('\t'),
+            b'r' => out.push('\r'),
+            b'0' => out.push('\0'),
+            b'a' => out.push('\u{07}'),
+            b'b' => out.push('\u{08}'),
+            b'f' => out.push('\u{0c}'),
+            b'v' => out.push('\u{0b}'),
+            b'\\' | b'\'' | b'"' => out.push(char::from(escaped)),
+            b'x' | b'u' | b'U' => {
+                let width = match escaped {
+                    b'x' => 2,
+                    b'u' => 4,
+                    _ => 8,
+                };
+                let hex = text.get(i..i + width)?;
+                out.push(char::from_u32(u32::from_str_radix(hex, 16).ok()?)?);
+                i += width;
             }
-            c => out.push(c),
+            b'\n' => {}
+            _ => {
+                // An unknown escape stays as written (Python keeps the backslash).
+                out.push('\\');
+                i = j + 1;
+            }
         }
     }
 }

@@ -130,6 +130,12 @@ impl Budget {
 
 /// The DataFrame in `root`.
 pub fn read_frame(root: &Value, budget: &mut Budget) -> Result<Frame, String> {
+    read_frame_columns(root, budget, &|_| true)
+}
+
+/// The DataFrame in `root`, with only the columns whose label `wanted` accepts (the others'
+/// text is never materialised).
+pub fn read_frame_columns(root: &Value, budget: &mut Budget, wanted: &dyn Fn(&str) -> bool) -> Result<Frame, String> {
     let (name, _, state) = call(root)?;
     if name != "DataFrame" {
         return Err(format!("the pickle holds a `{name}`, not a pandas DataFrame"));
@@ -155,7 +161,8 @@ pub fn read_frame(root: &Value, budget: &mut Budget) -> Result<Frame, String> {
         let (values, placement) =
             (args.first().ok_or("a block without values")?, args.get(1).ok_or("a block without placement")?);
         let positions = placement_positions(placement)?;
-        let rows = block_columns(values, positions.len(), budget)?;
+        let keep: Vec<bool> = positions.iter().map(|&p| labels.get(p).is_some_and(|label| wanted(label))).collect();
+        let rows = block_columns(values, &keep, budget)?;
         for (position, column) in positions.into_iter().zip(rows) {
             let slot = columns
                 .get_mut(position)
@@ -166,7 +173,9 @@ pub fn read_frame(root: &Value, budget: &mut Budget) -> Result<Frame, String> {
     let mut frame = Vec::with_capacity(labels.len());
     for (label, column) in labels.into_iter().zip(columns) {
         let column = column.ok_or_else(|| format!("column `{label}` has no block"))?;
-        frame.push((label, column));
+        if wanted(&label) {
+            frame.push((label, column));
+        }
     }
     if let Some((first, rest)) = frame.split_first() {
         if let Some((label, column)) = rest.iter().find(|(_, c)| c.len() != first.1.len()) {
@@ -236,10 +245,17 @@ fn placement_positions(placement: &Value) -> Result<Vec<usize>, String> {
 }
 
 /// The columns of a block: a 2-D array `(k, rows)`, or a 1-D extension array (one column).
-fn block_columns(values: &Value, k: usize, budget: &mut Budget) -> Result<Vec<ColumnData>, String> {
+fn block_columns(values: &Value, keep: &[bool], budget: &mut Budget) -> Result<Vec<ColumnData>, String> {
+    let k = keep.len();
     let values = unwrap_backed(values)?;
     let (shape, data, fortran) = ndarray_parts(&values)?;
-    let column = decode(&data, budget)?;
+    // Text of columns nobody wants is skipped (object arrays only: numbers are cheap).
+    let n = shape.last().copied().unwrap_or(0);
+    let skip = |flat: usize| {
+        let row = if fortran { flat % k.max(1) } else { flat / n.max(1) };
+        shape.len() == 2 && !keep.get(row).copied().unwrap_or(true)
+    };
+    let column = decode_skipping(&data, budget, &skip)?;
     match shape[..] {
         [n] if k == 1 => Ok(vec![column.with_len(n)?]),
         [rows_in_block, n] if rows_in_block == k => split_rows(column, k, n, fortran),
@@ -334,13 +350,18 @@ struct RawArray {
 
 /// The flat values of an array's data.
 fn decode(raw: &RawArray, budget: &mut Budget) -> Result<ColumnData, String> {
+    decode_skipping(raw, budget, &|_| false)
+}
+
+/// [`decode`], leaving object items at the flat positions `skip` accepts as missing text.
+fn decode_skipping(raw: &RawArray, budget: &mut Budget, skip: &dyn Fn(usize) -> bool) -> Result<ColumnData, String> {
     let Dtype { kind, size, big_endian } = raw.dtype;
     if kind == 'O' {
         let Value::List(items) = &raw.data else { return Err("an object array whose data is not a list".into()) };
         let items = items.borrow();
         let mut texts = Vec::with_capacity(items.len());
-        for item in items.iter() {
-            texts.push(object_text(item, budget)?);
+        for (flat, item) in items.iter().enumerate() {
+            texts.push(if skip(flat) { None } else { object_text(item, budget)? });
         }
         return Ok(ColumnData::Text(texts));
     }

@@ -11,7 +11,6 @@
 //! out-of-band buffers (`NEXT_BUFFER`), persistent ids and extension codes are refused.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 /// Shared, mutable containers: the memo aliases objects that later opcodes mutate.
@@ -126,7 +125,7 @@ impl Drop for Containers {
 /// Parse one pickle from `data`.
 pub fn parse(data: &[u8]) -> Result<Pickle, PickleError> {
     let mut machine =
-        Machine { data, pos: 0, stack: Vec::new(), memo: HashMap::new(), containers: Containers::default() };
+        Machine { data, pos: 0, stack: Vec::new(), memo: Vec::new(), memo_len: 0, containers: Containers::default() };
     let root = machine.run()?;
     Ok(Pickle { root, _containers: std::mem::take(&mut machine.containers) })
 }
@@ -135,7 +134,11 @@ struct Machine<'a> {
     data: &'a [u8],
     pos: usize,
     stack: Vec<Slot>,
-    memo: HashMap<u64, Value>,
+    /// Indexed by memo key. Picklers number entries 0, 1, 2, ... as they go, so a key can be no
+    /// larger than the opcodes read so far; larger keys are refused, which bounds this vector.
+    memo: Vec<Option<Value>>,
+    /// How many memo keys hold a value (`len(memo)` in Python), the key MEMOIZE uses next.
+    memo_len: usize,
     /// Every container made, to break reference cycles when the parse is dropped.
     containers: Containers,
 }
@@ -230,7 +233,11 @@ impl<'a> Machine<'a> {
     }
 
     fn memo_get(&self, index: u64) -> Result<Value, PickleError> {
-        self.memo.get(&index).cloned().ok_or_else(|| self.error(format!("memo entry {index} was never stored")))
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.memo.get(i))
+            .and_then(Option::clone)
+            .ok_or_else(|| self.error(format!("memo entry {index} was never stored")))
     }
 
     fn memo_put(&mut self, index: u64) -> Result<(), PickleError> {
@@ -238,7 +245,16 @@ impl<'a> Machine<'a> {
             Some(Slot::Value(value)) => value.clone(),
             _ => return Err(self.error("nothing to memoize")),
         };
-        self.memo.insert(index, value);
+        let index = usize::try_from(index)
+            .ok()
+            .filter(|&i| i <= self.pos)
+            .ok_or_else(|| self.error(format!("memo key {index} is larger than any pickler writes at this point")))?;
+        if self.memo.len() <= index {
+            self.memo.resize(index + 1, None);
+        }
+        if self.memo[index].replace(value).is_none() {
+            self.memo_len += 1;
+        }
         Ok(())
     }
 
@@ -455,8 +471,8 @@ impl<'a> Machine<'a> {
                     self.memo_put(index)?;
                 }
                 0x94 => {
-                    // MEMOIZE
-                    let index = self.memo.len() as u64;
+                    // MEMOIZE: the next key is the number of entries stored so far.
+                    let index = self.memo_len as u64;
                     self.memo_put(index)?;
                 }
                 b'c' => {
