@@ -107,7 +107,7 @@ fn run_convert(config: &convert::ConvertConfig, quiet: bool) -> Result<ExitCode>
 fn run_import(config: &import::ImportConfig, quiet: bool) -> Result<ExitCode> {
     let files = import::input_files(&config.inputs)?;
     let bar = crate::progress::bar(files.len() as u64, "import", quiet);
-    let written = import::run(config, |path| {
+    let written = import::run(config, &files, |path| {
         bar.set_message(path.display().to_string());
         bar.inc(1);
     });

@@ -2,6 +2,7 @@
 //! in the destination's folder, which is renamed over the destination only once complete, so a
 //! failed or interrupted command never leaves a half-written file behind.
 
+pub mod json;
 pub mod pickle;
 pub mod routerdc_json;
 

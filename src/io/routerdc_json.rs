@@ -199,12 +199,7 @@ fn preview(text: &str) -> String {
 /// A serde_json error as file:line:column, the record it happened in, and a readable message.
 fn json_error(bytes: &[u8], path: &Path, error: &serde_json::Error, record: usize) -> Error {
     let (line, column) = (error.line(), error.column());
-    let full = error.to_string();
-    let message = full.strip_suffix(&format!(" at line {line} column {column}")).unwrap_or(&full);
-    let message = match non_json_number_at(bytes, line, column) {
-        Some(token) => format!("`{token}` is not a JSON number (Python's json writes it for a float NaN or inf)"),
-        None => message.to_owned(),
-    };
+    let message = super::json::describe_error(bytes, error);
     let message = if error.is_eof() {
         format!("record {record}: {message} (the file is truncated)")
     } else if error.is_data() || error.is_syntax() {
@@ -213,21 +208,6 @@ fn json_error(bytes: &[u8], path: &Path, error: &serde_json::Error, record: usiz
         message
     };
     Error::Json { path: path.to_path_buf(), line, column, message }
-}
-
-/// The non-standard number token (`NaN`, `Infinity`, `-Infinity`) at a 1-based line and column.
-pub(crate) fn non_json_number_at(bytes: &[u8], line: usize, column: usize) -> Option<&'static str> {
-    let line_start = if line <= 1 {
-        0
-    } else {
-        bytes.iter().enumerate().filter(|&(_, &b)| b == b'\n').nth(line - 2).map(|(i, _)| i + 1)?
-    };
-    let at = line_start + column.saturating_sub(1);
-    // serde_json points at the token's first byte or one past it; look at both.
-    let window = &bytes[at.saturating_sub(1).min(bytes.len())..(at + 10).min(bytes.len())];
-    ["-Infinity", "Infinity", "NaN"]
-        .into_iter()
-        .find(|token| window.windows(token.len()).any(|w| w == token.as_bytes()))
 }
 
 /// One record as it appears in the file.

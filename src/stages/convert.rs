@@ -21,7 +21,12 @@ const PROMPT: &str = "prompt";
 const EVAL_NAME: &str = "eval_name";
 const COST_SUFFIX: &str = "|total_cost";
 /// Columns that are neither a model's quality nor its cost.
-const OTHER_COLUMNS: [&str; 5] = ["", "Unnamed: 0", "index", "oracle_model_to_route_to", "sample_id"];
+const OTHER_COLUMNS: [&str; 7] = ["", "Unnamed: 0", "index", "oracle_model_to_route_to", SAMPLE_ID, PROMPT, EVAL_NAME];
+
+/// Columns convert reads past: the responses and RouterBench's own oracle choice.
+fn unused_column(name: &str) -> bool {
+    name.ends_with("|model_response") || name == "oracle_model_to_route_to"
+}
 
 /// Settings of `routerdc convert`.
 #[derive(Debug, Clone, clap::Args, serde::Serialize, serde::Deserialize)]
@@ -59,16 +64,18 @@ fn read_columns(path: &Path) -> Result<Vec<(String, ColumnData)>> {
     let layout = |message: String| Error::Layout { path: path.to_path_buf(), message };
     if bytes[0] == 0x80 {
         let pickle = crate::io::pickle::vm::parse(&bytes).map_err(|e| layout(format!("not a readable pickle: {e}")))?;
-        // Responses and the oracle column are never used: their text is not materialised.
-        let wanted = |name: &str| !name.ends_with("|model_response") && name != "oracle_model_to_route_to";
+        // The columns convert never uses are not materialised (their text is most of the file).
+        let wanted = |name: &str| !unused_column(name);
         let frame =
             read_frame_columns(&pickle.root, &mut Budget::for_input(bytes.len(), 4), &wanted).map_err(layout)?;
         return Ok(frame.columns);
     }
+    // polars reads (and maps) the CSV file itself.
+    let file = std::fs::File::open(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
     let frame = CsvReadOptions::default()
         .with_has_header(true)
         .with_infer_schema_length(Some(0))
-        .into_reader_with_file_handle(std::io::Cursor::new(bytes.to_vec()))
+        .into_reader_with_file_handle(file)
         .finish()
         .map_err(|e| layout(format!("not a readable CSV or pickle: {e}")))?;
     frame
@@ -186,10 +193,7 @@ impl<'a> RouterBenchFrame<'a> {
         let mut models = Vec::new();
         let (mut quality, mut cost) = (Vec::new(), Vec::new());
         for (index, (name, _)) in columns.iter().enumerate() {
-            if name.contains('|')
-                || OTHER_COLUMNS.contains(&name.as_str())
-                || [PROMPT, EVAL_NAME].contains(&name.as_str())
-            {
+            if name.contains('|') || OTHER_COLUMNS.contains(&name.as_str()) {
                 continue;
             }
             let cost_name = format!("{name}{COST_SUFFIX}");

@@ -99,11 +99,11 @@ pub fn dataset_name(path: &Path) -> Result<String> {
         .ok_or_else(|| Error::setting("inputs", format!("cannot take a dataset name from `{}`", path.display())))
 }
 
-/// Parse and check every file; nothing is written.
-pub fn read_all(config: &ImportConfig, mut on_file: impl FnMut(&Path)) -> Result<Vec<Imported>> {
-    let files = input_files(&config.inputs)?;
+/// Parse and check every file of `files` (the inputs as [`input_files`] lists them); nothing is
+/// written.
+pub fn read_all(config: &ImportConfig, files: &[PathBuf], mut on_file: impl FnMut(&Path)) -> Result<Vec<Imported>> {
     let mut imported: Vec<Imported> = Vec::with_capacity(files.len());
-    for path in &files {
+    for path in files {
         on_file(path);
         let dataset = dataset_name(path)?;
         if let Some(other) = imported.iter().find(|done| done.table.dataset == dataset) {
@@ -131,8 +131,8 @@ pub fn read_all(config: &ImportConfig, mut on_file: impl FnMut(&Path)) -> Result
 }
 
 /// Import every input and write its table; returns the tables with the paths written.
-pub fn run(config: &ImportConfig, on_file: impl FnMut(&Path)) -> Result<Vec<(Imported, PathBuf)>> {
-    let imported = read_all(config, on_file)?;
+pub fn run(config: &ImportConfig, files: &[PathBuf], on_file: impl FnMut(&Path)) -> Result<Vec<(Imported, PathBuf)>> {
+    let imported = read_all(config, files, on_file)?;
     imported
         .into_iter()
         .map(|done| {

@@ -591,7 +591,7 @@ fn parse_lm_eval(unit: Unit, array: bool, config: &IngestConfig, metrics: &[Stri
         if let Err(error) = parsed {
             let message = match failure {
                 Some((index, message)) => format!("record {index}: {message}"),
-                None => describe_json_error(bytes, &error),
+                None => crate::io::json::describe_error(bytes, &error),
             };
             return Err(Error::Json { path: unit.path.clone(), line: error.line(), column: error.column(), message });
         }
@@ -617,7 +617,7 @@ fn parse_lm_eval(unit: Unit, array: bool, config: &IngestConfig, metrics: &[Stri
             };
             let json_error = |error: serde_json::Error| {
                 let truncated = error.is_eof() && line_end == bytes.len();
-                let message = describe_json_error(line, &error);
+                let message = crate::io::json::describe_error(line, &error);
                 Error::Json {
                     path: unit.path.clone(),
                     line: line_number,
@@ -642,31 +642,6 @@ fn parse_lm_eval(unit: Unit, array: bool, config: &IngestConfig, metrics: &[Stri
         .choose(config.filter.as_deref(), unit.filter_names.as_deref())
         .map_err(|message| Error::Layout { path: unit.path.clone(), message })?;
     Ok(Parsed { unit, rule, samples, filter, dropped_other_filters })
-}
-
-/// A serde_json error's message without its position, with `NaN`/`Infinity` and the field named.
-fn describe_json_error(bytes: &[u8], error: &serde_json::Error) -> String {
-    let full = error.to_string();
-    let message = full.strip_suffix(&format!(" at line {} column {}", error.line(), error.column())).unwrap_or(&full);
-    match crate::io::routerdc_json::non_json_number_at(bytes, error.line(), error.column()) {
-        Some(token) => {
-            let field =
-                field_before(bytes, error.line(), error.column()).map(|f| format!("field `{f}`: ")).unwrap_or_default();
-            format!("{field}`{token}` is not a JSON number (Python's json writes it for a float NaN or inf)")
-        }
-        None => message.to_owned(),
-    }
-}
-
-/// The nearest `"key":` before a 1-based line and column, to name the field an error sits in.
-fn field_before(bytes: &[u8], line: usize, column: usize) -> Option<String> {
-    let line_start =
-        if line <= 1 { 0 } else { bytes.iter().enumerate().filter(|&(_, &b)| b == b'\n').nth(line - 2)?.0 + 1 };
-    let end = (line_start + column).min(bytes.len());
-    let before = std::str::from_utf8(&bytes[..end]).ok()?;
-    let colon = before.rfind("\":")?;
-    let open = before[..colon].rfind('"')?;
-    Some(before[open + 1..colon].to_owned())
 }
 
 /// A file's records grouped by filter, in order of first appearance.
@@ -907,13 +882,5 @@ mod tests {
         assert_ne!(a, split("mmlu", 100, Some(0.7), 43));
         assert_ne!(a, split("gsm8k", 100, Some(0.7), 42));
         assert_eq!(split("mmlu", 3, None, 42), vec![None; 3]);
-    }
-
-    #[test]
-    fn json_errors_name_the_field_of_a_nan() {
-        let line = br#"{"doc_id": 0, "resps": [[[NaN, false]]]}"#;
-        let error = serde_json::from_slice::<Value>(line).unwrap_err();
-        let message = describe_json_error(line, &error);
-        assert!(message.contains("field `resps`") && message.contains("`NaN`"), "{message}");
     }
 }
