@@ -3,7 +3,9 @@
 
 use clap::{Parser, Subcommand};
 
+use crate::stages::cluster::ClusterConfig;
 use crate::stages::convert::ConvertConfig;
+use crate::stages::embed::EmbedConfig;
 use crate::stages::import::{ExportConfig, ImportConfig};
 use crate::stages::ingest::IngestConfig;
 use crate::stages::report::ReportConfig;
@@ -31,6 +33,10 @@ pub enum Command {
     Export(ExportConfig),
     /// Baselines of SPEC §6 (each LLM, oracle, random, best single) per table and group.
     Report(ReportConfig),
+    /// Embed every query of the tables with an HF encoder (default: the bundled all-MiniLM-L6-v2).
+    Embed(EmbedConfig),
+    /// k-means over the training queries' embeddings; writes each query's `cluster_id` (SPEC §3).
+    Cluster(ClusterConfig),
     /// Check the installation: versions, libtorch, CUDA, threads, the default encoder.
     Doctor,
 }

@@ -74,6 +74,15 @@ pub enum Error {
         source: polars::error::PolarsError,
     },
 
+    /// An encoder directory (or hub id) that routerdc cannot load: missing files, an unsupported
+    /// architecture, sizes that disagree between `config.json` and the weights.
+    #[error("Encoder `{}`: {message}", path.display())]
+    Encoder { path: PathBuf, message: String, hint: String },
+
+    /// Embedding or training input that cannot be used (an empty query, no text column, ...).
+    #[error("{message}")]
+    Input { message: String, hint: String },
+
     #[error("This build has no `{feature}` support")]
     Unsupported { feature: &'static str },
 }
@@ -98,7 +107,9 @@ impl Error {
             )),
             Error::NoTables { .. } => Some("create tables with `routerdc import --out DIR FILE...` first".into()),
             Error::EmptyFile { .. } => Some("the file has no records; check that the export that wrote it finished".into()),
-            Error::Merge { hint, .. } => Some(hint.clone()),
+            Error::Merge { hint, .. } | Error::Encoder { hint, .. } | Error::Input { hint, .. } => {
+                Some(hint.clone()).filter(|hint| !hint.is_empty())
+            }
             Error::Layout { .. } => {
                 Some("README lists the layouts each command reads (ingest: harness outputs; convert: RouterBench)".into())
             }
@@ -122,11 +133,21 @@ impl Error {
                 | Error::UnknownKind { .. }
                 | Error::Setting { .. }
                 | Error::NoTables { .. }
+                | Error::Encoder { .. }
+                | Error::Input { .. }
         ) || matches!(self, Error::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
     }
 
-    pub(crate) fn setting(name: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn setting(name: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Setting { name: name.into(), message: message.into() }
+    }
+
+    pub fn encoder(path: impl Into<PathBuf>, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::Encoder { path: path.into(), message: message.into(), hint: hint.into() }
+    }
+
+    pub fn input(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::Input { message: message.into(), hint: hint.into() }
     }
 
     pub(crate) fn table(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {

@@ -15,6 +15,20 @@ pub mod table;
 
 pub use error::{Error, Result};
 
+/// Print `error` with its causes and hint on stderr; the exit code: 2 for bad input or
+/// settings, 1 for failed work.
+pub fn report_error(error: &Error) -> std::process::ExitCode {
+    use std::error::Error as _;
+    eprintln!("error: {error}");
+    for cause in std::iter::successors(error.source(), |&cause| cause.source()) {
+        eprintln!("  caused by: {cause}");
+    }
+    if let Some(hint) = error.hint() {
+        eprintln!("\nhint: {hint}");
+    }
+    std::process::ExitCode::from(if error.is_usage() { 2 } else { 1 })
+}
+
 /// `routerdc-torch`, the libtorch side of routerdc, which sits next to the `routerdc` binary.
 pub fn torch_helper() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();

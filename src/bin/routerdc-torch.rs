@@ -2,14 +2,29 @@
 //! and links no libtorch itself, so that its other commands start without loading libtorch
 //! (whose static initialisers take about 0.6 s). All code that calls libtorch lives here.
 //!
-//! `routerdc-torch doctor` prints the libtorch checks of `routerdc doctor` as JSON lines.
+//! It takes `routerdc`'s command line: `routerdc embed ...` runs `routerdc-torch embed ...`.
+//! Besides, `routerdc-torch doctor` prints the libtorch checks of `routerdc doctor` as JSON
+//! lines, and `routerdc-torch hidden` (for the parity tests) prints an encoder's hidden states.
+//!
+//! Why a second binary: torch-sys's C++ shim is linked into any binary whose linked code objects
+//! call tch, and the linker takes whole codegen units from the library's rlib; so the libtorch
+//! code lives in `src/torch/`, compiled only into this binary.
 
 use std::process::ExitCode;
 
+use clap::Parser;
+use routerdc::cli::{Cli, Command};
 use routerdc::doctor::Check;
+
+#[path = "../torch/mod.rs"]
+mod torch;
 
 fn main() -> ExitCode {
     match std::env::args().nth(1).as_deref() {
+        Some("hidden") => match hidden() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => routerdc::report_error(&error),
+        },
         Some("doctor") => {
             for check in libtorch_checks() {
                 match serde_json::to_string(&check) {
@@ -20,10 +35,63 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         _ => {
-            eprintln!("routerdc-torch is run by routerdc; see `routerdc --help`");
-            ExitCode::from(2)
+            let cli = Cli::parse();
+            let result = match &cli.command {
+                Command::Embed(config) => torch::embed::run_embed(config, cli.quiet),
+                Command::Cluster(config) => torch::embed::run_cluster(config, cli.quiet),
+                _ => {
+                    eprintln!("routerdc-torch runs only what needs libtorch; use `routerdc` for this command");
+                    return ExitCode::from(2);
+                }
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => routerdc::report_error(&error),
+            }
         }
     }
+}
+
+/// `hidden --encoder DIR [--max-length N] [--truncation left|right]`: a JSON array of texts on
+/// stdin; prints `{"ids": [[..]], "hidden": [[[..]]], "first": [[..]], "mean": [[..]]}` for the
+/// texts as one right-padded batch, on the CPU in float32.
+fn hidden() -> routerdc::Result<()> {
+    use routerdc::encoder::tokenize::TruncationSide;
+    use routerdc::encoder::Pooling;
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    let value = |flag: &str| args.iter().position(|arg| arg == flag).and_then(|i| args.get(i + 1)).cloned();
+    let files = routerdc::encoder::resolve(value("--encoder").as_deref())?;
+    let max_length = value("--max-length").and_then(|n| n.parse().ok()).unwrap_or(512);
+    let side = if value("--truncation").as_deref() == Some("right") { TruncationSide::Right } else { TruncationSide::Left };
+    let encoder = torch::encoder::Encoder::load(files, tch::Device::Cpu, max_length, side)?;
+    let texts: Vec<String> = serde_json::from_reader(std::io::stdin())
+        .map_err(|error| routerdc::Error::input(format!("stdin: {error}"), "pass a JSON array of strings"))?;
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let ids = encoder.tokenizer.encode(&texts)?;
+    let batch: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+    let (input, mask) = torch::encoder::pad_batch(&batch, encoder.config.pad_token_id, tch::Device::Cpu);
+    let hidden = tch::no_grad(|| encoder.network.forward(&input, &mask, false));
+    let to_json = |tensor: &tch::Tensor| -> serde_json::Value {
+        let shape = tensor.size();
+        let flat = Vec::<f32>::try_from(&tensor.contiguous().view(-1)).unwrap_or_default();
+        let inner: usize = shape[1..].iter().product::<i64>() as usize;
+        let rows: Vec<serde_json::Value> = flat
+            .chunks(inner.max(1))
+            .map(|row| {
+                if shape.len() == 3 {
+                    serde_json::json!(row.chunks(shape[2] as usize).collect::<Vec<_>>())
+                } else {
+                    serde_json::json!(row)
+                }
+            })
+            .collect();
+        serde_json::Value::Array(rows)
+    };
+    let first = torch::encoder::pool(&hidden, &mask, Pooling::First);
+    let mean = torch::encoder::pool(&hidden, &mask, Pooling::Mean);
+    let out = serde_json::json!({"ids": ids, "hidden": to_json(&hidden), "first": to_json(&first), "mean": to_json(&mean)});
+    println!("{out}");
+    Ok(())
 }
 
 /// libtorch's version and a computation with it, CUDA and its devices, threads.

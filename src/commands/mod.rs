@@ -16,6 +16,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Import(config) => run_import(&config, quiet),
         Command::Export(config) => run_export(&config, quiet),
         Command::Report(config) => run_report(&config, quiet),
+        Command::Embed(_) | Command::Cluster(_) => run_torch_helper(),
         Command::Doctor => Ok(run_doctor()),
     }
 }
@@ -154,6 +155,20 @@ fn run_report(config: &report::ReportConfig, quiet: bool) -> Result<ExitCode> {
         note(quiet, format_args!("wrote {}", path.display()));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Commands that need libtorch run in `routerdc-torch` with the same arguments; its exit
+/// code is ours.
+fn run_torch_helper() -> Result<ExitCode> {
+    let helper = crate::torch_helper();
+    let status = std::process::Command::new(&helper).args(std::env::args_os().skip(1)).status();
+    match status {
+        Ok(status) => Ok(ExitCode::from(status.code().map_or(1, |code| code.clamp(0, 255) as u8))),
+        Err(source) => Err(crate::Error::input(
+            format!("cannot run `{}`: {source}", helper.display()),
+            "embedding and training need libtorch: build with `cargo build --release` (the default `train` feature) after `scripts/setup.sh`",
+        )),
+    }
 }
 
 fn run_doctor() -> ExitCode {

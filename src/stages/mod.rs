@@ -1,7 +1,9 @@
 //! The pipeline stages: each a typed config and a function from tables to tables.
 
+pub mod cluster;
 pub mod convert;
 pub mod cost_quality;
+pub mod embed;
 pub mod import;
 pub mod ingest;
 pub mod report;

@@ -2,6 +2,7 @@
 
 mod cli;
 mod convert;
+mod encoder;
 mod ingest;
 mod pickle;
 mod reference;

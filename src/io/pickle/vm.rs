@@ -8,7 +8,8 @@
 //!
 //! Every allocation is bounded by the input: strings and bytes are slices of it, containers grow
 //! one element per opcode, memo entries are shared, not copied. Protocols 0 to 5 are read;
-//! out-of-band buffers (`NEXT_BUFFER`), persistent ids and extension codes are refused.
+//! out-of-band buffers (`NEXT_BUFFER`), text persistent ids and extension codes are refused;
+//! binary persistent ids (PyTorch's storages) become calls of the pseudo-global `__persistent__.id`.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -533,7 +534,15 @@ impl<'a> Machine<'a> {
                         }
                     }
                 }
-                b'P' | b'Q' => return Err(self.error("persistent ids are not supported")),
+                b'Q' => {
+                    // BINPERSID: recorded as a call of the pseudo-global `__persistent__.id`,
+                    // which only a reader that expects persistent ids (PyTorch checkpoints) accepts.
+                    let id = self.pop()?;
+                    let marker = Value::Global(Rc::new(("__persistent__".to_owned(), "id".to_owned())));
+                    let value = object(marker, id);
+                    self.push(value);
+                }
+                b'P' => return Err(self.error("text persistent ids are not supported")),
                 0x82..=0x84 => return Err(self.error("extension codes (copyreg) are not supported")),
                 other => return Err(self.error(format!("unknown opcode 0x{other:02x}"))),
             }

@@ -1,0 +1,346 @@
+//! `routerdc cluster` (SPEC §3): k-means over the embeddings of the training queries of every
+//! table together, then each query of every table gets the id of its nearest centroid.
+//!
+//! The vectors come from `routerdc embed` (`--embeddings DIR`) or are computed on the spot with
+//! the same encoder options. An optional PCA first projects them to a few dimensions (the
+//! reference used t-SNE to 5; no maintained Rust t-SNE crate exists, so that is not offered).
+
+use std::path::{Path, PathBuf};
+
+use linfa::prelude::*;
+use linfa_clustering::KMeans;
+use ndarray::{Array1, Array2, ArrayView1, Axis};
+use polars::prelude::*;
+use rand_xoshiro::Xoshiro256Plus;
+use rand_xoshiro::rand_core::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use super::embed::EncoderOptions;
+use crate::error::{Error, Result};
+use crate::table::{LoadedTable, Split};
+
+/// Which rows the centroids are fitted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FitOn {
+    /// Rows of the train split (by the `split` column or a `_train` table name).
+    #[default]
+    Train,
+    /// Every row of every table.
+    All,
+}
+
+/// Optional reduction before k-means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Reduce {
+    #[default]
+    None,
+    /// Principal components (of the fitted rows), `--dims` of them.
+    Pca,
+}
+
+/// Settings of `routerdc cluster`.
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Folder of scored tables (`*.parquet`).
+    #[arg(long, value_name = "DIR")]
+    pub tables: PathBuf,
+    /// Folder for the tables with `cluster_id` set, and `clusters.{parquet,csv,md}`.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Embeddings from `routerdc embed` (one `<table>.parquet` per table); default: embed now.
+    #[arg(long, value_name = "DIR")]
+    #[serde(default)]
+    pub embeddings: Option<PathBuf>,
+    /// Number of clusters (the released RouterDC cluster files use 5).
+    #[arg(long, short = 'k', default_value_t = 5)]
+    #[serde(default = "default_k")]
+    pub k: usize,
+    /// Seed of the k-means++ initialisation.
+    #[arg(long, default_value_t = 42)]
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Most Lloyd iterations per restart.
+    #[arg(long, default_value_t = 1000)]
+    #[serde(default = "default_iterations")]
+    pub max_iterations: u64,
+    /// Stop a restart when the centroids move less than this.
+    #[arg(long, default_value_t = 1e-4)]
+    #[serde(default = "default_tolerance")]
+    pub tolerance: f32,
+    /// Restarts from new k-means++ seeds; the lowest inertia wins.
+    #[arg(long, default_value_t = 3)]
+    #[serde(default = "default_restarts")]
+    pub restarts: usize,
+    /// Fit on at most this many rows per table (the first ones; the reference took 2000); 0 = all.
+    #[arg(long, default_value_t = 2000)]
+    #[serde(default = "default_max_per_table")]
+    pub max_per_table: usize,
+    /// Which rows the centroids are fitted on; every row gets an id.
+    #[arg(long, value_enum, default_value_t = FitOn::Train)]
+    #[serde(default)]
+    pub fit_on: FitOn,
+    /// Reduce the vectors first.
+    #[arg(long, value_enum, default_value_t = Reduce::None)]
+    #[serde(default)]
+    pub reduce: Reduce,
+    /// Dimensions kept by `--reduce pca`.
+    #[arg(long, default_value_t = 5)]
+    #[serde(default = "default_dims")]
+    pub dims: usize,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub encoder: EncoderOptions,
+}
+
+fn default_k() -> usize {
+    5
+}
+fn default_seed() -> u64 {
+    42
+}
+fn default_iterations() -> u64 {
+    1000
+}
+fn default_tolerance() -> f32 {
+    1e-4
+}
+fn default_restarts() -> usize {
+    3
+}
+fn default_max_per_table() -> usize {
+    2000
+}
+fn default_dims() -> usize {
+    5
+}
+
+/// The fitted model and what it did.
+#[derive(Debug, Clone)]
+pub struct Clustering {
+    /// Cluster id of every row of every table, table by table.
+    pub ids: Vec<Vec<usize>>,
+    /// Rows the centroids were fitted on.
+    pub fitted_rows: usize,
+    /// Sum of squared distances of the fitted rows to their centroid (scikit-learn's `inertia_`).
+    pub inertia: f64,
+    pub centroids: Array2<f32>,
+}
+
+/// Whether row `row` of `loaded` is a training row.
+pub fn is_train_row(loaded: &LoadedTable, row: usize) -> bool {
+    match loaded.table.splits[row] {
+        Some(split) => split == Split::Train,
+        None => Split::from_dataset_name(&loaded.table.dataset) == Some(Split::Train),
+    }
+}
+
+/// Fit k-means on the chosen rows of `vectors` (per table, row-major) and label every row.
+pub fn cluster(config: &ClusterConfig, tables: &[LoadedTable], vectors: &[Array2<f32>]) -> Result<Clustering> {
+    if config.k == 0 {
+        return Err(Error::setting("k", "must be at least 1"));
+    }
+    let mut fit_rows: Vec<ArrayView1<f32>> = Vec::new();
+    for (loaded, matrix) in tables.iter().zip(vectors) {
+        let mut taken = 0;
+        for row in 0..matrix.nrows() {
+            if config.max_per_table > 0 && taken >= config.max_per_table {
+                break;
+            }
+            if config.fit_on == FitOn::All || is_train_row(loaded, row) {
+                fit_rows.push(matrix.row(row));
+                taken += 1;
+            }
+        }
+    }
+    if fit_rows.len() < config.k {
+        return Err(Error::input(
+            format!("{} rows to fit {} clusters on; k-means needs at least k rows", fit_rows.len(), config.k),
+            if config.fit_on == FitOn::Train {
+                "no or few rows are marked train (split column or a `_train` table name); pass `--fit-on all` to fit on every row"
+            } else {
+                "lower -k"
+            },
+        ));
+    }
+    let fit = ndarray::stack(Axis(0), &fit_rows).map_err(|error| Error::input(format!("embeddings differ in size: {error}"), ""))?;
+    let projection = match config.reduce {
+        Reduce::None => None,
+        Reduce::Pca => Some(pca(&fit, config.dims.clamp(1, fit.ncols()))),
+    };
+    let project = |matrix: &Array2<f32>| match &projection {
+        Some((mean, components)) => (matrix - mean).dot(&components.t()),
+        None => matrix.clone(),
+    };
+    let fit = project(&fit);
+    let model = KMeans::params_with_rng(config.k, Xoshiro256Plus::seed_from_u64(config.seed))
+        .n_runs(config.restarts.max(1))
+        .max_n_iterations(config.max_iterations)
+        .tolerance(config.tolerance)
+        .fit(&DatasetBase::from(fit.clone()))
+        .map_err(|error| Error::input(format!("k-means failed: {error}"), ""))?;
+    let centroids = model.centroids().clone();
+    let fitted: Array1<usize> = model.predict(&fit);
+    let inertia = fit
+        .outer_iter()
+        .zip(fitted.iter())
+        .map(|(row, &id)| squared_distance(row, centroids.row(id)))
+        .sum::<f64>();
+    let ids = vectors.iter().map(|matrix| model.predict(&project(matrix)).to_vec()).collect();
+    Ok(Clustering { ids, fitted_rows: fit.nrows(), inertia, centroids })
+}
+
+fn squared_distance(a: ArrayView1<f32>, b: ArrayView1<f32>) -> f64 {
+    a.iter().zip(b.iter()).map(|(x, y)| f64::from(x - y).powi(2)).sum()
+}
+
+/// Mean and the top `dims` principal directions (rows) of `x`, by power iteration with
+/// deflation on the covariance matrix (deterministic start vectors).
+pub fn pca(x: &Array2<f32>, dims: usize) -> (Array1<f32>, Array2<f32>) {
+    let x64 = x.mapv(f64::from);
+    let mean = x64.mean_axis(Axis(0)).unwrap_or_else(|| Array1::zeros(x.ncols()));
+    let centered = &x64 - &mean;
+    let mut covariance = centered.t().dot(&centered) / (x.nrows().max(2) - 1) as f64;
+    let d = x.ncols();
+    let mut components = Array2::<f64>::zeros((dims, d));
+    for component in 0..dims {
+        let mut v = Array1::from_iter((0..d).map(|i| 1.0 + ((i * 7919 + component * 104_729) % 1000) as f64 / 1000.0));
+        v /= v.dot(&v).sqrt();
+        let mut eigenvalue = 0.0;
+        for _ in 0..1000 {
+            let next = covariance.dot(&v);
+            let norm = next.dot(&next).sqrt();
+            if norm == 0.0 {
+                break;
+            }
+            let next = next / norm;
+            let moved = (&next - &v).mapv(f64::abs).sum();
+            v = next;
+            eigenvalue = norm;
+            if moved < 1e-10 {
+                break;
+            }
+        }
+        // A sign convention, so runs agree: the largest |entry| is positive.
+        let flip = v.iter().copied().fold(0.0f64, |best, x| if x.abs() > best.abs() { x } else { best }) < 0.0;
+        if flip {
+            v.mapv_inplace(|x| -x);
+        }
+        let outer = v.view().insert_axis(Axis(1)).dot(&v.view().insert_axis(Axis(0)));
+        covariance = covariance - outer * eigenvalue;
+        components.row_mut(component).assign(&v);
+    }
+    (mean.mapv(|x| x as f32), components.mapv(|x| x as f32))
+}
+
+/// Per table and cluster: how many queries (all rows, and the fitted split).
+pub fn report_frame(tables: &[LoadedTable], clustering: &Clustering, k: usize) -> Result<DataFrame> {
+    let (mut dataset, mut cluster, mut queries, mut train) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (loaded, ids) in tables.iter().zip(&clustering.ids) {
+        for id in 0..k {
+            dataset.push(loaded.table.dataset.clone());
+            cluster.push(id as i64);
+            queries.push(ids.iter().filter(|&&x| x == id).count() as i64);
+            train.push(ids.iter().enumerate().filter(|&(row, &x)| x == id && is_train_row(loaded, row)).count() as i64);
+        }
+    }
+    DataFrame::new_infer_height(vec![
+        Column::new("dataset".into(), dataset),
+        Column::new("cluster_id".into(), cluster),
+        Column::new("queries".into(), queries),
+        Column::new("train_queries".into(), train),
+    ])
+    .map_err(Error::polars("building the cluster report"))
+}
+
+/// The report as markdown: a datasets × clusters table of query counts, and the inertia.
+pub fn report_markdown(tables: &[LoadedTable], clustering: &Clustering, k: usize) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!(
+        "# Clusters\n\nk = {k}, fitted on {} rows, inertia (sum of squared distances) {:.4}\n\n| dataset |",
+        clustering.fitted_rows, clustering.inertia
+    );
+    for id in 0..k {
+        let _ = write!(out, " {id} |");
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---:|".repeat(k));
+    out.push('\n');
+    for (loaded, ids) in tables.iter().zip(&clustering.ids) {
+        let _ = write!(out, "| {} |", loaded.table.dataset);
+        for id in 0..k {
+            let _ = write!(out, " {} |", ids.iter().filter(|&&x| x == id).count());
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Write every table with its cluster ids into `out`, and the cluster report.
+pub fn write_outputs(config: &ClusterConfig, tables: &[LoadedTable], clustering: &Clustering) -> Result<Vec<PathBuf>> {
+    let out = &config.out;
+    std::fs::create_dir_all(out).map_err(|source| Error::Write { path: out.clone(), source })?;
+    let mut written = Vec::new();
+    for (loaded, ids) in tables.iter().zip(&clustering.ids) {
+        let mut table = loaded.table.clone();
+        table.cluster_ids = ids.iter().map(|&id| Some(id as i64)).collect();
+        written.push(crate::io::write_table(&table, out)?);
+    }
+    let mut frame = report_frame(tables, clustering, config.k)?;
+    let parquet = out.join("clusters.parquet");
+    crate::io::write_parquet(&mut frame, &parquet)?;
+    let csv = out.join("clusters.csv");
+    crate::io::write_csv(&mut frame, &csv)?;
+    let md = out.join("clusters.md");
+    crate::io::write_text(&report_markdown(tables, clustering, config.k), &md)?;
+    written.extend([parquet, csv, md]);
+    Ok(written)
+}
+
+/// The vectors of each table from `routerdc embed`'s files in `dir`, checked row by row
+/// against the table's query ids.
+pub fn read_vectors(dir: &Path, tables: &[LoadedTable]) -> Result<Vec<Array2<f32>>> {
+    tables
+        .iter()
+        .map(|loaded| {
+            let path = dir.join(format!("{}.parquet", loaded.table.dataset));
+            let (ids, rows) = super::embed::read_embeddings(&path)?;
+            if ids != loaded.table.query_ids {
+                return Err(Error::input(
+                    format!("`{}` does not hold the queries of `{}` in its order", path.display(), loaded.path.display()),
+                    "embed the same tables again with `routerdc embed --tables DIR --out DIR`",
+                ));
+            }
+            to_matrix(rows, &path)
+        })
+        .collect()
+}
+
+pub fn to_matrix(rows: Vec<Vec<f32>>, path: &Path) -> Result<Array2<f32>> {
+    let dim = rows.first().map_or(0, Vec::len);
+    if rows.iter().any(|row| row.len() != dim) {
+        return Err(Error::table(path, "embeddings of different sizes"));
+    }
+    let n = rows.len();
+    Array2::from_shape_vec((n, dim), rows.into_iter().flatten().collect())
+        .map_err(|error| Error::table(path, format!("embeddings: {error}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pca_finds_the_direction_of_largest_spread() {
+        // Points along (3, 4)/5 with small noise in the orthogonal direction.
+        let x = Array2::from_shape_fn((200, 2), |(i, j)| {
+            let t = i as f32 - 100.0;
+            let noise = if i % 2 == 0 { 0.1 } else { -0.1 };
+            if j == 0 { 0.6 * t - 0.8 * noise } else { 0.8 * t + 0.6 * noise }
+        });
+        let (_, components) = pca(&x, 1);
+        assert!((components[[0, 0]] - 0.6).abs() < 1e-4 && (components[[0, 1]] - 0.8).abs() < 1e-4, "{components}");
+    }
+}

@@ -1,0 +1,328 @@
+//! `routerdc embed`: one fixed-size vector per query, from an HF encoder.
+//!
+//! This side holds everything but the network: tokenising, the cache, batching and the files.
+//! Texts already in the cache (keyed by the encoder's content and settings and by the text's
+//! hash) are not embedded again; the rest are tokenised once, sorted by length and cut into
+//! batches, so each batch is padded only to its own longest query. The network itself
+//! ([`Embedder`]) is libtorch code in `routerdc-torch`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::encoder::tokenize::{TextTokenizer, TruncationSide};
+use crate::encoder::{EncoderFiles, Pooling};
+use crate::error::{Error, Result};
+use crate::table::{LoadedTable, ScoredTable};
+
+/// Where the network runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// CUDA when libtorch sees a GPU, else the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+/// The encoder settings every stage that embeds shares (`embed`, `cluster`, later `train`).
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EncoderOptions {
+    /// HF model directory or hub id (found offline in the HF cache). Default: the bundled all-MiniLM-L6-v2.
+    #[arg(long, value_name = "PATH|HUB_ID")]
+    #[serde(default)]
+    pub encoder: Option<String>,
+    /// How hidden states become one vector: the first token's (as the reference) or the mean.
+    #[arg(long, value_enum, default_value_t = Pooling::First)]
+    #[serde(default)]
+    pub pooling: Pooling,
+    /// Longest query in tokens (special tokens included); longer ones are cut.
+    #[arg(long, default_value_t = 512)]
+    #[serde(default = "default_max_length")]
+    pub max_length: usize,
+    /// Which end of a too-long query is cut: `left` keeps its end (the reference).
+    #[arg(long, value_enum, default_value_t = TruncationSide::Left)]
+    #[serde(default)]
+    pub truncation: TruncationSide,
+    /// Queries per forward pass.
+    #[arg(long, default_value_t = 64)]
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Where the encoder runs.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    #[serde(default)]
+    pub device: DeviceChoice,
+    /// Embed every text again instead of reading and extending the embedding cache.
+    #[arg(long)]
+    #[serde(default)]
+    pub no_cache: bool,
+}
+
+fn default_max_length() -> usize {
+    512
+}
+
+fn default_batch_size() -> usize {
+    64
+}
+
+/// Settings of `routerdc embed`.
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedConfig {
+    /// Folder of scored tables (`*.parquet`).
+    #[arg(long, value_name = "DIR")]
+    pub tables: PathBuf,
+    /// Folder for one `<table>.parquet` of `query_id`, `text`, `embedding` (float32 list) per table.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub encoder: EncoderOptions,
+}
+
+/// The network: token-id batches in, `[batch × dim]` float32 vectors out (row-major).
+pub trait Embedder {
+    fn dim(&self) -> usize;
+    fn embed(&mut self, batch: &[&[u32]]) -> Result<Vec<f32>>;
+}
+
+/// A content key of the encoder and the settings that change its vectors: the same key means
+/// the same vector for the same text.
+pub fn encoder_key(files: &EncoderFiles, options: &EncoderOptions, max_length: usize) -> Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"routerdc-embed-v1\0");
+    for path in [&files.config, &files.tokenizer, &files.weights] {
+        let mapped = crate::io::map_file(path)?;
+        hasher.update(&(mapped.len() as u64).to_le_bytes());
+        hasher.update(&mapped);
+    }
+    let settings = format!("{:?}|{}|{:?}", options.pooling, max_length, options.truncation);
+    hasher.update(settings.as_bytes());
+    Ok(hasher.finalize().to_hex()[..32].to_owned())
+}
+
+/// Embeddings already computed for one encoder key: `$ROUTERDC_CACHE/embeddings/<key>/*.parquet`,
+/// each file a `text_hash`, `embedding` table written atomically by one run.
+pub struct Cache {
+    dir: PathBuf,
+    vectors: HashMap<[u8; 32], Vec<f32>>,
+    added: Vec<([u8; 32], Vec<f32>)>,
+}
+
+impl Cache {
+    pub fn open(key: &str) -> Result<Cache> {
+        let dir = crate::encoder::cache_dir()
+            .ok_or_else(|| Error::setting("--no-cache", "no cache folder: set ROUTERDC_CACHE or HOME, or pass --no-cache"))?
+            .join("embeddings")
+            .join(key);
+        let mut vectors = HashMap::new();
+        if dir.is_dir() {
+            let entries = std::fs::read_dir(&dir).map_err(|source| Error::Read { path: dir.clone(), source })?;
+            let mut shards: Vec<PathBuf> = entries
+                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                .filter(|path| path.extension().is_some_and(|ext| ext == "parquet"))
+                .collect();
+            shards.sort();
+            for shard in shards {
+                let frame = crate::io::read_parquet(&shard)?;
+                let hashes = frame.column("text_hash").and_then(|c| c.binary().cloned());
+                let hashes = hashes.map_err(crate::error::Error::polars(format!("reading cache shard {}", shard.display())))?;
+                let rows = list_rows(&frame, "embedding", &shard)?;
+                for (hash, row) in hashes.iter().zip(rows) {
+                    if let Some(hash) = hash.and_then(|bytes| <[u8; 32]>::try_from(bytes).ok()) {
+                        vectors.insert(hash, row);
+                    }
+                }
+            }
+        }
+        Ok(Cache { dir, vectors, added: Vec::new() })
+    }
+
+    pub fn get(&self, hash: &[u8; 32]) -> Option<&Vec<f32>> {
+        self.vectors.get(hash)
+    }
+
+    pub fn insert(&mut self, hash: [u8; 32], vector: Vec<f32>) {
+        self.added.push((hash, vector.clone()));
+        self.vectors.insert(hash, vector);
+    }
+
+    pub fn len(&self) -> usize {
+        self.vectors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.vectors.is_empty()
+    }
+
+    /// Write what this run added as one new shard.
+    pub fn save(&mut self) -> Result<()> {
+        if self.added.is_empty() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.dir).map_err(|source| Error::Write { path: self.dir.clone(), source })?;
+        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let path = self.dir.join(format!("{stamp:032}-{}.parquet", std::process::id()));
+        let dim = self.added[0].1.len();
+        let hashes: Vec<&[u8]> = self.added.iter().map(|(hash, _)| hash.as_slice()).collect();
+        let flat: Vec<f32> = self.added.iter().flat_map(|(_, vector)| vector.iter().copied()).collect();
+        let mut frame = DataFrame::new_infer_height(vec![
+            Column::new("text_hash".into(), hashes),
+            list_column("embedding", flat, dim)?,
+        ])
+        .map_err(Error::polars("building a cache shard"))?;
+        crate::io::write_parquet(&mut frame, &path)?;
+        self.added.clear();
+        Ok(())
+    }
+}
+
+/// A `[n × dim]` row-major buffer as a list column of float32 vectors.
+pub fn list_column(name: &str, flat: Vec<f32>, dim: usize) -> Result<Column> {
+    let values = Float32Chunked::from_vec(name.into(), flat).into_series();
+    let list = values
+        .reshape_list(&[ReshapeDimension::new(-1), ReshapeDimension::new(dim as i64)])
+        .map_err(Error::polars("shaping embeddings"))?;
+    // reshape_list makes a fixed-size array; a plain list is what pandas and DuckDB read best.
+    let list = list.cast(&DataType::List(Box::new(DataType::Float32))).map_err(Error::polars("shaping embeddings"))?;
+    Ok(list.into_column())
+}
+
+/// The float32 vectors of list column `name`.
+pub fn list_rows(frame: &DataFrame, name: &str, path: &Path) -> Result<Vec<Vec<f32>>> {
+    let column = frame.column(name).map_err(|_| Error::table(path, format!("no `{name}` column")))?;
+    let list = column.list().map_err(|_| Error::table(path, format!("`{name}` is not a list column")))?;
+    let mut rows = Vec::with_capacity(list.len());
+    for row in 0..list.len() {
+        let series = list.get_as_series(row).ok_or_else(|| Error::table(path, format!("a null in `{name}`, row {row}")))?;
+        let series = series.cast(&DataType::Float32).map_err(Error::polars(format!("reading `{name}`")))?;
+        let values = series.f32().map_err(Error::polars(format!("reading `{name}`")))?;
+        rows.push(values.into_no_null_iter().collect());
+    }
+    Ok(rows)
+}
+
+fn text_hash(text: &str) -> [u8; 32] {
+    *blake3::hash(text.as_bytes()).as_bytes()
+}
+
+/// Every table's queries must have text to embed.
+pub fn check_texts(loaded: &LoadedTable) -> Result<()> {
+    let table = &loaded.table;
+    if let Some(row) = table.texts.iter().position(|text| text.trim().is_empty()) {
+        return Err(Error::input(
+            format!(
+                "`{}`: query `{}` (row {row}) has an empty text; there is nothing to embed",
+                loaded.path.display(),
+                table.query_ids[row]
+            ),
+            "drop the query from the table or give it its text (ingest and import keep the harness's query text)",
+        ));
+    }
+    Ok(())
+}
+
+/// Counts of one embedding run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EmbedStats {
+    pub texts: usize,
+    pub unique: usize,
+    pub from_cache: usize,
+    pub embedded: usize,
+    /// Real tokens and tokens after padding, over the embedded batches.
+    pub tokens: usize,
+    pub padded_tokens: usize,
+}
+
+/// Vectors of `texts` (`[n × dim]`, row-major): from the cache where present, else embedded
+/// in length-sorted batches. `progress` is called with the number of texts each batch finished.
+pub fn embed_texts(
+    texts: &[&str],
+    tokenizer: &TextTokenizer,
+    embedder: &mut dyn Embedder,
+    mut cache: Option<&mut Cache>,
+    batch_size: usize,
+    progress: &dyn Fn(usize),
+) -> Result<(Vec<f32>, EmbedStats)> {
+    let dim = embedder.dim();
+    let hashes: Vec<[u8; 32]> = texts.iter().map(|text| text_hash(text)).collect();
+    let mut stats = EmbedStats { texts: texts.len(), ..EmbedStats::default() };
+    // One entry per distinct text: index of its first occurrence.
+    let mut first: HashMap<[u8; 32], usize> = HashMap::new();
+    for (index, hash) in hashes.iter().enumerate() {
+        first.entry(*hash).or_insert(index);
+    }
+    stats.unique = first.len();
+    let mut vectors: HashMap<[u8; 32], Vec<f32>> = HashMap::with_capacity(first.len());
+    let mut missing: Vec<usize> = Vec::new();
+    for (hash, &index) in &first {
+        match cache.as_deref().and_then(|cache| cache.get(hash)) {
+            Some(vector) if vector.len() == dim => {
+                vectors.insert(*hash, vector.clone());
+            }
+            _ => missing.push(index),
+        }
+    }
+    stats.from_cache = first.len() - missing.len();
+    progress(hashes.iter().filter(|hash| vectors.contains_key(*hash)).count());
+    missing.sort_unstable();
+    let missing_texts: Vec<&str> = missing.iter().map(|&index| texts[index]).collect();
+    let ids = tokenizer.encode(&missing_texts)?;
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
+    let copies: HashMap<[u8; 32], usize> = hashes.iter().fold(HashMap::new(), |mut counts, hash| {
+        *counts.entry(*hash).or_default() += 1;
+        counts
+    });
+    for batch in order.chunks(batch_size.max(1)) {
+        let batch_ids: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
+        let longest = batch_ids.iter().map(|ids| ids.len()).max().unwrap_or(0);
+        stats.tokens += batch_ids.iter().map(|ids| ids.len()).sum::<usize>();
+        stats.padded_tokens += longest * batch_ids.len();
+        let flat = embedder.embed(&batch_ids)?;
+        debug_assert_eq!(flat.len(), batch.len() * dim);
+        let mut done = 0;
+        for (&i, vector) in batch.iter().zip(flat.chunks(dim)) {
+            let hash = hashes[missing[i]];
+            if let Some(cache) = cache.as_deref_mut() {
+                cache.insert(hash, vector.to_vec());
+            }
+            vectors.insert(hash, vector.to_vec());
+            done += copies[&hash];
+        }
+        stats.embedded += batch.len();
+        progress(done);
+    }
+    let mut out = Vec::with_capacity(texts.len() * dim);
+    for hash in &hashes {
+        out.extend_from_slice(&vectors[hash]);
+    }
+    Ok((out, stats))
+}
+
+/// Write `<out>/<dataset>.parquet` with `query_id`, `text`, `embedding`.
+pub fn write_embeddings(table: &ScoredTable, vectors: Vec<f32>, dim: usize, out: &Path) -> Result<PathBuf> {
+    let path = out.join(format!("{}.parquet", table.dataset));
+    let mut frame = DataFrame::new_infer_height(vec![
+        Column::new("query_id".into(), &table.query_ids),
+        Column::new("text".into(), &table.texts),
+        list_column("embedding", vectors, dim)?,
+    ])
+    .map_err(Error::polars("building the embeddings table"))?;
+    crate::io::write_parquet(&mut frame, &path)?;
+    Ok(path)
+}
+
+/// Query ids and vectors of an embeddings file written by [`write_embeddings`].
+pub fn read_embeddings(path: &Path) -> Result<(Vec<String>, Vec<Vec<f32>>)> {
+    let frame = crate::io::read_parquet(path)?;
+    let ids = frame.column("query_id").and_then(|c| c.str().cloned());
+    let ids = ids.map_err(|_| Error::table(path, "no string column `query_id` (is it an embeddings file?)"))?;
+    let ids: Vec<String> = ids.iter().map(|id| id.unwrap_or_default().to_owned()).collect();
+    Ok((ids, list_rows(&frame, "embedding", path)?))
+}

@@ -1,0 +1,199 @@
+//! DeBERTa-v2/v3 (He et al. 2021) as HF transformers' `DebertaV2Model`, parameter names equal
+//! to its checkpoint keys. Disentangled attention adds content-to-position and
+//! position-to-content terms to the content scores:
+//!
+//!   A_ij = (q_i·k_j + q_i·k^r_{δ(i,j)} + k_j·q^r_{δ(j,i)}) / √(d_h · s)
+//!
+//! where δ is the (log-bucketed) relative distance, k^r / q^r are the relative embeddings
+//! projected by the key / query projections (`share_att_key`), and s = 1 + #terms. The bias
+//! terms and the padding mask go into the fused attention kernel as one additive mask.
+
+use tch::{Kind, Tensor, nn, nn::Module};
+
+use routerdc::encoder::EncoderConfig;
+use routerdc::encoder::config::RelativeAttention;
+
+use super::layers::{Attention, FeedForward};
+
+#[derive(Debug)]
+pub struct Deberta {
+    word_embeddings: nn::Embedding,
+    position_embeddings: Option<nn::Embedding>,
+    token_type_embeddings: Option<nn::Embedding>,
+    embed_proj: Option<nn::Linear>,
+    layer_norm: nn::LayerNorm,
+    layers: Vec<(Attention, Option<RelativeProjections>, FeedForward)>,
+    relative: Option<Relative>,
+    /// 1/√(d_h · s): the content and the relative terms share it.
+    scale: f64,
+    hidden_dropout: f64,
+}
+
+/// The relative-embedding table, its LayerNorm, and the settings.
+#[derive(Debug)]
+struct Relative {
+    settings: RelativeAttention,
+    embeddings: nn::Embedding,
+    layer_norm: Option<nn::LayerNorm>,
+}
+
+/// Separate position projections, for checkpoints without `share_att_key`.
+#[derive(Debug)]
+struct RelativeProjections {
+    key: Option<nn::Linear>,
+    query: Option<nn::Linear>,
+}
+
+impl Deberta {
+    pub fn new(path: &nn::Path, config: &EncoderConfig) -> Deberta {
+        let embeddings = path / "embeddings";
+        let encoder = path / "encoder";
+        let (hidden, width) = (config.hidden_size, config.embedding_size);
+        let embedding = |name: &str, rows: i64| nn::embedding(&embeddings / name, rows, width, Default::default());
+        let relative = config.relative.as_ref();
+        let layers = (0..config.num_hidden_layers)
+            .map(|index| {
+                let layer = &encoder / "layer" / index;
+                let projections = &layer / "attention" / "self";
+                let attention = Attention::new(
+                    &projections,
+                    &(&layer / "attention" / "output"),
+                    ["query_proj", "key_proj", "value_proj"],
+                    config,
+                );
+                let separate = relative.filter(|settings| !settings.share_att_key).map(|settings| {
+                    let linear = |name: &str| nn::linear(&projections / name, hidden, hidden, Default::default());
+                    RelativeProjections {
+                        key: settings.c2p.then(|| linear("pos_key_proj")),
+                        query: settings.p2c.then(|| linear("pos_query_proj")),
+                    }
+                });
+                (attention, separate, FeedForward::new(&layer, config))
+            })
+            .collect();
+        Deberta {
+            word_embeddings: embedding("word_embeddings", config.vocab_size),
+            position_embeddings: config
+                .position_biased_input
+                .then(|| embedding("position_embeddings", config.max_position_embeddings)),
+            token_type_embeddings: (config.type_vocab_size > 0)
+                .then(|| embedding("token_type_embeddings", config.type_vocab_size)),
+            embed_proj: (width != hidden).then(|| {
+                nn::linear(&embeddings / "embed_proj", width, hidden, nn::LinearConfig { bias: false, ..Default::default() })
+            }),
+            layer_norm: super::layers::layer_norm(&(&embeddings / "LayerNorm"), config),
+            layers,
+            relative: relative.map(|settings| Relative {
+                settings: settings.clone(),
+                embeddings: nn::embedding(&encoder / "rel_embeddings", settings.span() * 2, hidden, Default::default()),
+                layer_norm: settings.norm_rel_ebd.then(|| super::layers::layer_norm(&(&encoder / "LayerNorm"), config)),
+            }),
+            scale: 1.0
+                / ((config.head_size() * (1 + relative.map_or(0, |r| i64::from(r.c2p) + i64::from(r.p2c)))) as f64).sqrt(),
+            hidden_dropout: config.hidden_dropout,
+        }
+    }
+
+    /// Last hidden states `[B, L, H]` of token ids `[B, L]` with attention mask `[B, L]` (1 = token).
+    pub fn forward(&self, ids: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+        let length = ids.size()[1];
+        let device = ids.device();
+        let mut embedded = self.word_embeddings.forward(ids);
+        if let Some(positions) = &self.position_embeddings {
+            embedded += positions.forward(&Tensor::arange(length, (Kind::Int64, device)).unsqueeze(0));
+        }
+        if let Some(types) = &self.token_type_embeddings {
+            embedded += types.forward(&ids.zeros_like());
+        }
+        if let Some(projection) = &self.embed_proj {
+            embedded = projection.forward(&embedded);
+        }
+        let tokens = mask.to_kind(Kind::Float).unsqueeze(-1);
+        let mut hidden = (self.layer_norm.forward(&embedded) * &tokens).dropout(self.hidden_dropout, train);
+
+        // Padding keys are masked. (HF masks padding queries too; their rows are never read,
+        // and masking only keys keeps every row finite for the fused kernel.)
+        let padding = super::layers::key_mask(mask).logical_not();
+        let relative = self.relative.as_ref().map(|relative| {
+            let table = relative.embeddings.ws.shallow_clone();
+            let table = match &relative.layer_norm {
+                Some(norm) => norm.forward(&table),
+                None => table,
+            };
+            let positions = relative_positions(length, &relative.settings, device);
+            (relative, table, positions)
+        });
+        let scale = self.scale;
+        for (attention, separate, feed_forward) in &self.layers {
+            let (q, k, v) = attention.project(&hidden);
+            let mut bias = Tensor::zeros([1, 1, 1, 1], (Kind::Float, device));
+            if let Some((relative, table, positions)) = &relative {
+                // Each layer drops out its own copy of the table (HF's `pos_dropout`).
+                let table = table.dropout(self.hidden_dropout, train);
+                bias = bias + disentangled_bias(attention, separate.as_ref(), relative, &table, positions, (&q, &k), scale);
+            }
+            let bias = bias.masked_fill(&padding, f64::from(f32::MIN));
+            let attended = attention.attend(&hidden, (&q, &k, &v), &bias, Some(scale), train);
+            hidden = feed_forward.forward(&attended, train);
+        }
+        hidden
+    }
+}
+
+/// `c2p` and `p2c` terms, already divided by √(d_h · s): `[B, heads, L, L]`.
+fn disentangled_bias(
+    attention: &Attention,
+    separate: Option<&RelativeProjections>,
+    relative: &Relative,
+    table: &Tensor,
+    positions: &Tensor,
+    (q, k): (&Tensor, &Tensor),
+    scale: f64,
+) -> Tensor {
+    let settings = &relative.settings;
+    let span = settings.span();
+    let table = table.narrow(0, 0, span * 2).unsqueeze(0);
+    // [1, 2·span, H] → [1, heads, 2·span, d_h]
+    let project = |linear: &nn::Linear| attention.split_heads(&linear.forward(&table));
+    let (batch, heads, length, _) = q.size4().expect("queries are [B, heads, L, d_h]");
+    let expand = |index: Tensor| index.unsqueeze(0).unsqueeze(0).expand([batch, heads, length, length], false);
+    let mut bias = Tensor::zeros([1, 1, 1, 1], (Kind::Float, q.device()));
+    if settings.c2p {
+        let position_keys = match separate.and_then(|s| s.key.as_ref()) {
+            Some(linear) => project(linear),
+            None => project(&attention.key),
+        };
+        let scores = q.matmul(&position_keys.transpose(-1, -2));
+        let index = (positions + span).clamp(0, span * 2 - 1);
+        bias = bias + scores.gather(-1, &expand(index), false) * scale;
+    }
+    if settings.p2c {
+        let position_queries = match separate.and_then(|s| s.query.as_ref()) {
+            Some(linear) => project(linear),
+            None => project(&attention.query),
+        };
+        let scores = k.matmul(&position_queries.transpose(-1, -2));
+        let index = (-positions + span).clamp(0, span * 2 - 1);
+        bias = bias + scores.gather(-1, &expand(index), false).transpose(-1, -2) * scale;
+    }
+    bias
+}
+
+/// Relative distances i − j, `[L, L]` int64, log-bucketed as HF's `make_log_bucket_position`
+/// (float32 arithmetic in the same order, so the buckets are the same).
+fn relative_positions(length: i64, settings: &RelativeAttention, device: tch::Device) -> Tensor {
+    let ids = Tensor::arange(length, (Kind::Int64, device));
+    let relative = ids.unsqueeze(1) - ids.unsqueeze(0);
+    let (buckets, max_position) = (settings.position_buckets, settings.max_relative_positions);
+    if buckets <= 0 || max_position <= 0 {
+        return relative;
+    }
+    let mid = buckets / 2;
+    let sign = relative.sign();
+    let inside = relative.lt(mid).logical_and(&relative.gt(-mid));
+    let abs = relative.abs().masked_fill(&inside, mid - 1);
+    let ratio = Tensor::from(((max_position - 1) as f64 / mid as f64) as f32).to_device(device).log();
+    let log_position = ((abs.to_kind(Kind::Float) / mid as f64).log() / ratio * (mid - 1) as f64).ceil() + mid as f64;
+    let bucketed = relative.to_kind(Kind::Float).where_self(&abs.le(mid), &(log_position * sign));
+    bucketed.to_kind(Kind::Int64)
+}

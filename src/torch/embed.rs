@@ -1,0 +1,144 @@
+//! `embed` and `cluster` on the libtorch side: load the encoder, run it over length-sorted
+//! batches (the library does the tokenising, caching and files), report speed.
+
+use std::time::Instant;
+
+use tch::{Device, Kind};
+
+use routerdc::encoder::{self, Pooling};
+use routerdc::error::{Error, Result};
+use routerdc::stages::cluster::{self, ClusterConfig};
+use routerdc::stages::embed::{self, Cache, DeviceChoice, EmbedConfig, EmbedStats, Embedder, EncoderOptions};
+use routerdc::table::LoadedTable;
+
+use super::encoder::{Encoder, pad_batch};
+
+/// The device `choice` names; asking for CUDA without a GPU is an error.
+pub fn device(choice: DeviceChoice) -> Result<Device> {
+    match choice {
+        DeviceChoice::Auto => Ok(Device::cuda_if_available()),
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+        DeviceChoice::Cuda => Err(Error::setting("device", "CUDA was asked for but libtorch sees no GPU (`routerdc doctor` tells why)")),
+    }
+}
+
+/// An [`Encoder`] behind the library's [`Embedder`] interface.
+pub struct TorchEmbedder<'a> {
+    pub encoder: &'a Encoder,
+    pub pooling: Pooling,
+}
+
+impl Embedder for TorchEmbedder<'_> {
+    fn dim(&self) -> usize {
+        self.encoder.config.hidden_size as usize
+    }
+
+    fn embed(&mut self, batch: &[&[u32]]) -> Result<Vec<f32>> {
+        let device = self.encoder.store.device();
+        let (ids, mask) = pad_batch(batch, self.encoder.config.pad_token_id, device);
+        let vectors = tch::no_grad(|| self.encoder.network.embed(&ids, &mask, self.pooling, false));
+        let vectors = vectors.to_kind(Kind::Float).to_device(Device::Cpu).contiguous().view(-1);
+        Vec::<f32>::try_from(&vectors).map_err(|error| Error::input(format!("reading embeddings back: {error}"), ""))
+    }
+}
+
+/// Vectors of every query of every table (`[rows × dim]` per table), the dimension, and counts.
+pub fn embed_tables(
+    tables: &[LoadedTable],
+    options: &EncoderOptions,
+    quiet: bool,
+) -> Result<(Vec<Vec<f32>>, usize, EmbedStats, f64)> {
+    for loaded in tables {
+        embed::check_texts(loaded)?;
+    }
+    let files = encoder::resolve(options.encoder.as_deref())?;
+    let device = device(options.device)?;
+    let encoder = Encoder::load(files, device, options.max_length, options.truncation)?;
+    let mut cache = if options.no_cache {
+        None
+    } else {
+        Some(Cache::open(&embed::encoder_key(&encoder.files, options, encoder.tokenizer.max_length)?)?)
+    };
+    let texts: Vec<&str> = tables.iter().flat_map(|loaded| loaded.table.texts.iter().map(String::as_str)).collect();
+    let bar = routerdc::progress::rate_bar(texts.len() as u64, "embed", quiet);
+    let mut embedder = TorchEmbedder { encoder: &encoder, pooling: options.pooling };
+    let started = Instant::now();
+    let result = embed::embed_texts(
+        &texts,
+        &encoder.tokenizer,
+        &mut embedder,
+        cache.as_mut(),
+        options.batch_size,
+        &|done| bar.inc(done as u64),
+    );
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let (flat, stats) = result?;
+    if let Some(cache) = cache.as_mut() {
+        cache.save()?;
+    }
+    let dim = embedder.dim();
+    let mut per_table = Vec::with_capacity(tables.len());
+    let mut at = 0;
+    for loaded in tables {
+        let rows = loaded.table.n_queries();
+        per_table.push(flat[at * dim..(at + rows) * dim].to_vec());
+        at += rows;
+    }
+    if !quiet {
+        let rate = if seconds > 0.0 { stats.embedded as f64 / seconds } else { 0.0 };
+        eprintln!(
+            "embedded {} texts ({} distinct, {} from the cache) in {seconds:.1} s, {rate:.1} queries/s on {device:?}; \
+             padding added {:.0}% tokens",
+            stats.texts,
+            stats.unique,
+            stats.from_cache,
+            if stats.tokens > 0 { 100.0 * (stats.padded_tokens as f64 / stats.tokens as f64 - 1.0) } else { 0.0 },
+        );
+    }
+    Ok((per_table, dim, stats, seconds))
+}
+
+pub fn run_embed(config: &EmbedConfig, quiet: bool) -> Result<()> {
+    let tables = routerdc::io::read_tables(&config.tables)?;
+    let (vectors, dim, _, _) = embed_tables(&tables, &config.encoder, quiet)?;
+    std::fs::create_dir_all(&config.out).map_err(|source| Error::Write { path: config.out.clone(), source })?;
+    for (loaded, vectors) in tables.iter().zip(vectors) {
+        let path = embed::write_embeddings(&loaded.table, vectors, dim, &config.out)?;
+        if !quiet {
+            eprintln!("{:<28} {:>7} queries × {dim} → {}", loaded.table.dataset, loaded.table.n_queries(), path.display());
+        }
+    }
+    Ok(())
+}
+
+pub fn run_cluster(config: &ClusterConfig, quiet: bool) -> Result<()> {
+    let tables = routerdc::io::read_tables(&config.tables)?;
+    let vectors = match &config.embeddings {
+        Some(dir) => cluster::read_vectors(dir, &tables)?,
+        None => {
+            let (vectors, dim, _, _) = embed_tables(&tables, &config.encoder, quiet)?;
+            vectors
+                .into_iter()
+                .zip(&tables)
+                .map(|(flat, loaded)| {
+                    ndarray::Array2::from_shape_vec((loaded.table.n_queries(), dim), flat)
+                        .map_err(|error| Error::input(format!("embeddings: {error}"), ""))
+                })
+                .collect::<Result<_>>()?
+        }
+    };
+    let started = Instant::now();
+    let clustering = cluster::cluster(config, &tables, &vectors)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let written = cluster::write_outputs(config, &tables, &clustering)?;
+    print!("{}", cluster::report_markdown(&tables, &clustering, config.k));
+    if !quiet {
+        eprintln!("k-means: {} rows, k = {}, {seconds:.2} s", clustering.fitted_rows, config.k);
+        for path in written {
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    Ok(())
+}

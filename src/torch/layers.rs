@@ -1,0 +1,113 @@
+//! The pieces BERT and DeBERTa share: multi-head attention with a residual LayerNorm, and the
+//! feed-forward block. Names follow HF's modules so that `VarStore` keys equal checkpoint keys.
+
+use tch::{Kind, Tensor, nn, nn::Module};
+
+use routerdc::encoder::EncoderConfig;
+
+pub fn layer_norm(path: &nn::Path, config: &EncoderConfig) -> nn::LayerNorm {
+    let settings = nn::LayerNormConfig { eps: config.layer_norm_eps, ..Default::default() };
+    nn::layer_norm(path, vec![config.hidden_size], settings)
+}
+
+/// Self-attention: `LN(h + O · Attn(Q h, K h, V h))`.
+#[derive(Debug)]
+pub struct Attention {
+    pub query: nn::Linear,
+    pub key: nn::Linear,
+    value: nn::Linear,
+    output: nn::Linear,
+    layer_norm: nn::LayerNorm,
+    pub heads: i64,
+    dropout: f64,
+    hidden_dropout: f64,
+}
+
+impl Attention {
+    /// `names` are the projections' names: BERT `query`/`key`/`value`, DeBERTa `*_proj`.
+    pub fn new(projections: &nn::Path, output: &nn::Path, names: [&str; 3], config: &EncoderConfig) -> Attention {
+        let size = config.hidden_size;
+        let linear = |name: &str| nn::linear(projections / name, size, size, Default::default());
+        Attention {
+            query: linear(names[0]),
+            key: linear(names[1]),
+            value: linear(names[2]),
+            output: nn::linear(output / "dense", size, size, Default::default()),
+            layer_norm: layer_norm(&(output / "LayerNorm"), config),
+            heads: config.num_attention_heads,
+            dropout: config.attention_dropout,
+            hidden_dropout: config.hidden_dropout,
+        }
+    }
+
+    /// `[B, L, H]` → `[B, heads, L, d_h]`.
+    pub fn split_heads(&self, x: &Tensor) -> Tensor {
+        let (batch, length, hidden) = x.size3().expect("hidden states are [B, L, H]");
+        x.view([batch, length, self.heads, hidden / self.heads]).transpose(1, 2)
+    }
+
+    /// Queries, keys and values of `hidden`, each `[B, heads, L, d_h]`.
+    pub fn project(&self, hidden: &Tensor) -> (Tensor, Tensor, Tensor) {
+        (
+            self.split_heads(&self.query.forward(hidden)),
+            self.split_heads(&self.key.forward(hidden)),
+            self.split_heads(&self.value.forward(hidden)),
+        )
+    }
+
+    /// Attention over `hidden` with `mask` (boolean, true = attend) and the default 1/√d_h scale.
+    pub fn forward(&self, hidden: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+        let (q, k, v) = self.project(hidden);
+        self.attend(hidden, (&q, &k, &v), mask, None, train)
+    }
+
+    /// `LN(h + O · softmax(q kᵀ · scale + mask) v)`; `mask` is boolean (true = attend) or an
+    /// additive float bias that already holds the mask.
+    pub fn attend(
+        &self,
+        hidden: &Tensor,
+        (q, k, v): (&Tensor, &Tensor, &Tensor),
+        mask: &Tensor,
+        scale: Option<f64>,
+        train: bool,
+    ) -> Tensor {
+        let (batch, length, size) = hidden.size3().expect("hidden states are [B, L, H]");
+        let dropout = if train { self.dropout } else { 0.0 };
+        let context = Tensor::scaled_dot_product_attention(q, k, v, Some(mask), dropout, false, scale, false);
+        let context = context.transpose(1, 2).reshape([batch, length, size]);
+        let projected = self.output.forward(&context).dropout(self.hidden_dropout, train);
+        self.layer_norm.forward(&(projected + hidden))
+    }
+}
+
+/// `LN(a + W₂ · gelu(W₁ a))`.
+#[derive(Debug)]
+pub struct FeedForward {
+    intermediate: nn::Linear,
+    output: nn::Linear,
+    layer_norm: nn::LayerNorm,
+    hidden_dropout: f64,
+}
+
+impl FeedForward {
+    pub fn new(layer: &nn::Path, config: &EncoderConfig) -> FeedForward {
+        let (size, inner) = (config.hidden_size, config.intermediate_size);
+        FeedForward {
+            intermediate: nn::linear(layer / "intermediate" / "dense", size, inner, Default::default()),
+            output: nn::linear(layer / "output" / "dense", inner, size, Default::default()),
+            layer_norm: layer_norm(&(layer / "output" / "LayerNorm"), config),
+            hidden_dropout: config.hidden_dropout,
+        }
+    }
+
+    pub fn forward(&self, attended: &Tensor, train: bool) -> Tensor {
+        let inner = self.intermediate.forward(attended).gelu("none");
+        let out = self.output.forward(&inner).dropout(self.hidden_dropout, train);
+        self.layer_norm.forward(&(out + attended))
+    }
+}
+
+/// The keys a query may attend to, `[B, 1, 1, L]` boolean, from a `[B, L]` mask (1 = token).
+pub fn key_mask(mask: &Tensor) -> Tensor {
+    mask.to_kind(Kind::Bool).unsqueeze(1).unsqueeze(1)
+}
