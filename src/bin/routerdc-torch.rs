@@ -53,8 +53,9 @@ fn main() -> ExitCode {
 }
 
 /// `hidden --encoder DIR [--max-length N] [--truncation left|right]`: a JSON array of texts on
-/// stdin; prints `{"ids": [[..]], "hidden": [[[..]]], "first": [[..]], "mean": [[..]]}` for the
-/// texts as one right-padded batch, on the CPU in float32.
+/// stdin; prints `{"ids": [[..]], "hidden": [[[..]]], "first": [[..]], "mean": [[..]],
+/// "embedded": [[..]]}` for the texts as one right-padded batch, on the CPU in float32
+/// (`embedded` is `embed`'s first-token path, which computes the last layer for that token only).
 fn hidden() -> routerdc::Result<()> {
     use routerdc::encoder::tokenize::TruncationSide;
     use routerdc::encoder::Pooling;
@@ -89,7 +90,12 @@ fn hidden() -> routerdc::Result<()> {
     };
     let first = torch::encoder::pool(&hidden, &mask, Pooling::First);
     let mean = torch::encoder::pool(&hidden, &mask, Pooling::Mean);
-    let out = serde_json::json!({"ids": ids, "hidden": to_json(&hidden), "first": to_json(&first), "mean": to_json(&mean)});
+    // What `embed` computes: the last layer only for the first token.
+    let embedded = tch::no_grad(|| encoder.network.embed(&input, &mask, Pooling::First, false));
+    let out = serde_json::json!({
+        "ids": ids, "hidden": to_json(&hidden), "first": to_json(&first), "mean": to_json(&mean),
+        "embedded": to_json(&embedded),
+    });
     println!("{out}");
     Ok(())
 }

@@ -23,6 +23,7 @@ pub enum TruncationSide {
 }
 
 /// A tokenizer set up for routerdc: truncation to `max_length` on `side`, no padding.
+#[derive(Clone)]
 pub struct TextTokenizer {
     tokenizer: Tokenizer,
     pub max_length: usize,

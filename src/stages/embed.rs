@@ -56,6 +56,11 @@ pub struct EncoderOptions {
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     #[serde(default)]
     pub device: DeviceChoice,
+    /// Encoder copies run side by side on the CPU, each on its share of the cores
+    /// (0 = automatic: one per core up to 4; always 1 on a GPU).
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub workers: usize,
     /// Embed every text again instead of reading and extending the embedding cache.
     #[arg(long)]
     #[serde(default)]
@@ -88,7 +93,9 @@ pub struct EmbedConfig {
 /// The network: token-id batches in, `[batch × dim]` float32 vectors out (row-major).
 pub trait Embedder {
     fn dim(&self) -> usize;
-    fn embed(&mut self, batch: &[&[u32]]) -> Result<Vec<f32>>;
+    /// The vectors of each batch, in order; `done(n)` is called as each batch of `n` finishes
+    /// (batches may run in parallel).
+    fn embed_batches(&mut self, batches: &[Vec<&[u32]>], done: &(dyn Fn(usize) + Sync)) -> Result<Vec<Vec<f32>>>;
 }
 
 /// A content key of the encoder and the settings that change its vectors: the same key means
@@ -240,14 +247,14 @@ pub struct EmbedStats {
 }
 
 /// Vectors of `texts` (`[n × dim]`, row-major): from the cache where present, else embedded
-/// in length-sorted batches. `progress` is called with the number of texts each batch finished.
+/// in length-sorted batches. `progress` is called with numbers of texts done.
 pub fn embed_texts(
     texts: &[&str],
     tokenizer: &TextTokenizer,
     embedder: &mut dyn Embedder,
     mut cache: Option<&mut Cache>,
     batch_size: usize,
-    progress: &dyn Fn(usize),
+    progress: &(dyn Fn(usize) + Sync),
 ) -> Result<(Vec<f32>, EmbedStats)> {
     let dim = embedder.dim();
     let hashes: Vec<[u8; 32]> = texts.iter().map(|text| text_hash(text)).collect();
@@ -273,30 +280,35 @@ pub fn embed_texts(
     missing.sort_unstable();
     let missing_texts: Vec<&str> = missing.iter().map(|&index| texts[index]).collect();
     let ids = tokenizer.encode(&missing_texts)?;
+    // Longest first: the slowest batches start first, and each batch pads to little.
     let mut order: Vec<usize> = (0..ids.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
     let copies: HashMap<[u8; 32], usize> = hashes.iter().fold(HashMap::new(), |mut counts, hash| {
         *counts.entry(*hash).or_default() += 1;
         counts
     });
-    for batch in order.chunks(batch_size.max(1)) {
-        let batch_ids: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
-        let longest = batch_ids.iter().map(|ids| ids.len()).max().unwrap_or(0);
-        stats.tokens += batch_ids.iter().map(|ids| ids.len()).sum::<usize>();
-        stats.padded_tokens += longest * batch_ids.len();
-        let flat = embedder.embed(&batch_ids)?;
-        debug_assert_eq!(flat.len(), batch.len() * dim);
-        let mut done = 0;
-        for (&i, vector) in batch.iter().zip(flat.chunks(dim)) {
+    let chunks: Vec<&[usize]> = order.chunks(batch_size.max(1)).collect();
+    let batches: Vec<Vec<&[u32]>> = chunks.iter().map(|chunk| chunk.iter().map(|&i| ids[i].as_slice()).collect()).collect();
+    for batch in &batches {
+        let longest = batch.iter().map(|ids| ids.len()).max().unwrap_or(0);
+        stats.tokens += batch.iter().map(|ids| ids.len()).sum::<usize>();
+        stats.padded_tokens += longest * batch.len();
+    }
+    let results = embedder.embed_batches(&batches, progress)?;
+    for (chunk, flat) in chunks.iter().zip(results) {
+        if flat.len() != chunk.len() * dim {
+            return Err(Error::input(format!("the encoder returned {} values for {} texts of {dim}", flat.len(), chunk.len()), ""));
+        }
+        for (&i, vector) in chunk.iter().zip(flat.chunks(dim)) {
             let hash = hashes[missing[i]];
             if let Some(cache) = cache.as_deref_mut() {
                 cache.insert(hash, vector.to_vec());
             }
             vectors.insert(hash, vector.to_vec());
-            done += copies[&hash];
+            // Repeats of a text were not counted by the batch that embedded it.
+            progress(copies[&hash] - 1);
         }
-        stats.embedded += batch.len();
-        progress(done);
+        stats.embedded += chunk.len();
     }
     let mut out = Vec::with_capacity(texts.len() * dim);
     for hash in &hashes {

@@ -54,8 +54,10 @@ impl Bert {
         }
     }
 
-    /// Last hidden states `[B, L, H]` of token ids `[B, L]` with attention mask `[B, L]` (1 = token).
-    pub fn forward(&self, ids: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+    /// Last hidden states `[B, L, H]` of token ids `[B, L]` with attention mask `[B, L]` (1 = token);
+    /// with `first_only`, the last layer computes the first token's row alone (`[B, 1, H]`), all
+    /// that first-token pooling reads.
+    pub fn forward(&self, ids: &Tensor, mask: &Tensor, train: bool, first_only: bool) -> Tensor {
         let length = ids.size()[1];
         let positions = Tensor::arange(length, (Kind::Int64, ids.device())).unsqueeze(0);
         let mut embedded = self.word_embeddings.forward(ids) + self.position_embeddings.forward(&positions);
@@ -65,8 +67,13 @@ impl Bert {
         let mut hidden = self.layer_norm.forward(&embedded).dropout(self.hidden_dropout, train);
         // Keys that are padding get no weight.
         let keys = super::layers::key_mask(mask);
-        for (attention, feed_forward) in &self.layers {
-            let attended = attention.forward(&hidden, &keys, train);
+        for (index, (attention, feed_forward)) in self.layers.iter().enumerate() {
+            let attended = if first_only && index + 1 == self.layers.len() {
+                let (q, k, v) = attention.project_first(&hidden);
+                attention.attend(&hidden.narrow(1, 0, 1), (&q, &k, &v), &keys, None, train)
+            } else {
+                attention.forward(&hidden, &keys, train)
+            };
             hidden = feed_forward.forward(&attended, train);
         }
         hidden

@@ -94,8 +94,9 @@ impl Deberta {
         }
     }
 
-    /// Last hidden states `[B, L, H]` of token ids `[B, L]` with attention mask `[B, L]` (1 = token).
-    pub fn forward(&self, ids: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+    /// Last hidden states `[B, L, H]` of token ids `[B, L]` with attention mask `[B, L]` (1 = token);
+    /// with `first_only`, the last layer computes the first token's row alone (`[B, 1, H]`).
+    pub fn forward(&self, ids: &Tensor, mask: &Tensor, train: bool, first_only: bool) -> Tensor {
         let length = ids.size()[1];
         let device = ids.device();
         let mut embedded = self.word_embeddings.forward(ids);
@@ -124,8 +125,9 @@ impl Deberta {
             (relative, table, positions)
         });
         let scale = self.scale;
-        for (attention, separate, feed_forward) in &self.layers {
-            let (q, k, v) = attention.project(&hidden);
+        for (index, (attention, separate, feed_forward)) in self.layers.iter().enumerate() {
+            let first = first_only && index + 1 == self.layers.len();
+            let (q, k, v) = if first { attention.project_first(&hidden) } else { attention.project(&hidden) };
             let mut bias = Tensor::zeros([1, 1, 1, 1], (Kind::Float, device));
             if let Some((relative, table, positions)) = &relative {
                 // Each layer drops out its own copy of the table (HF's `pos_dropout`).
@@ -133,14 +135,16 @@ impl Deberta {
                 bias = bias + disentangled_bias(attention, separate.as_ref(), relative, &table, positions, (&q, &k), scale);
             }
             let bias = bias.masked_fill(&padding, f64::from(f32::MIN));
-            let attended = attention.attend(&hidden, (&q, &k, &v), &bias, Some(scale), train);
+            let rows = if first { hidden.narrow(1, 0, 1) } else { hidden.shallow_clone() };
+            let attended = attention.attend(&rows, (&q, &k, &v), &bias, Some(scale), train);
             hidden = feed_forward.forward(&attended, train);
         }
         hidden
     }
 }
 
-/// `c2p` and `p2c` terms, already divided by √(d_h · s): `[B, heads, L, L]`.
+/// `c2p` and `p2c` terms, already divided by √(d_h · s): `[B, heads, L_q, L]`, where the
+/// queries are the first `L_q` tokens (all of them, or the first alone).
 fn disentangled_bias(
     attention: &Attention,
     separate: Option<&RelativeProjections>,
@@ -155,8 +159,11 @@ fn disentangled_bias(
     let table = table.narrow(0, 0, span * 2).unsqueeze(0);
     // [1, 2·span, H] → [1, heads, 2·span, d_h]
     let project = |linear: &nn::Linear| attention.split_heads(&linear.forward(&table));
-    let (batch, heads, length, _) = q.size4().expect("queries are [B, heads, L, d_h]");
-    let expand = |index: Tensor| index.unsqueeze(0).unsqueeze(0).expand([batch, heads, length, length], false);
+    let (batch, heads, queries, _) = q.size4().expect("queries are [B, heads, L_q, d_h]");
+    let expand = |index: Tensor| {
+        let (rows, columns) = (index.size()[0], index.size()[1]);
+        index.unsqueeze(0).unsqueeze(0).expand([batch, heads, rows, columns], false)
+    };
     let mut bias = Tensor::zeros([1, 1, 1, 1], (Kind::Float, q.device()));
     if settings.c2p {
         let position_keys = match separate.and_then(|s| s.key.as_ref()) {
@@ -164,7 +171,7 @@ fn disentangled_bias(
             None => project(&attention.key),
         };
         let scores = q.matmul(&position_keys.transpose(-1, -2));
-        let index = (positions + span).clamp(0, span * 2 - 1);
+        let index = (positions.narrow(0, 0, queries) + span).clamp(0, span * 2 - 1);
         bias = bias + scores.gather(-1, &expand(index), false) * scale;
     }
     if settings.p2c {
@@ -173,7 +180,9 @@ fn disentangled_bias(
             None => project(&attention.query),
         };
         let scores = k.matmul(&position_queries.transpose(-1, -2));
-        let index = (-positions + span).clamp(0, span * 2 - 1);
+        // Row j (a key), column i (a query): the distance j − i seen from the key.
+        let index = (-positions.narrow(1, 0, queries) + span).clamp(0, span * 2 - 1);
+        debug_assert_eq!(index.size(), [k.size()[2], queries]);
         bias = bias + scores.gather(-1, &expand(index), false).transpose(-1, -2) * scale;
     }
     bias

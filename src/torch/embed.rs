@@ -23,23 +23,78 @@ pub fn device(choice: DeviceChoice) -> Result<Device> {
     }
 }
 
-/// An [`Encoder`] behind the library's [`Embedder`] interface.
-pub struct TorchEmbedder<'a> {
-    pub encoder: &'a Encoder,
+/// Copies of an [`Encoder`] behind the library's [`Embedder`] interface: each worker thread
+/// owns one copy and takes the next batch as it finishes one.
+pub struct TorchEmbedder {
+    pub workers: Vec<Encoder>,
     pub pooling: Pooling,
 }
 
-impl Embedder for TorchEmbedder<'_> {
-    fn dim(&self) -> usize {
-        self.encoder.config.hidden_size as usize
+impl TorchEmbedder {
+    /// `workers` copies of the encoder in `files` (0 = one per core, up to 4; 1 on a GPU),
+    /// with libtorch's threads shared out among them.
+    pub fn load(files: encoder::EncoderFiles, options: &EncoderOptions, device: Device) -> Result<TorchEmbedder> {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let workers = match (device, options.workers) {
+            (Device::Cuda(_), _) => 1,
+            (_, 0) => cores.clamp(1, 4),
+            (_, n) => n,
+        };
+        if device == Device::Cpu {
+            tch::set_num_threads((cores / workers).max(1) as i32);
+        }
+        let workers = (0..workers)
+            .map(|_| Encoder::load(files.clone(), device, options.max_length, options.truncation))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(TorchEmbedder { workers, pooling: options.pooling })
     }
 
-    fn embed(&mut self, batch: &[&[u32]]) -> Result<Vec<f32>> {
-        let device = self.encoder.store.device();
-        let (ids, mask) = pad_batch(batch, self.encoder.config.pad_token_id, device);
-        let vectors = tch::no_grad(|| self.encoder.network.embed(&ids, &mask, self.pooling, false));
+    fn embed_one(encoder: &Encoder, pooling: Pooling, batch: &[&[u32]]) -> Result<Vec<f32>> {
+        let device = encoder.store.device();
+        let (ids, mask) = pad_batch(batch, encoder.config.pad_token_id, device);
+        let vectors = tch::no_grad(|| encoder.network.embed(&ids, &mask, pooling, false));
         let vectors = vectors.to_kind(Kind::Float).to_device(Device::Cpu).contiguous().view(-1);
         Vec::<f32>::try_from(&vectors).map_err(|error| Error::input(format!("reading embeddings back: {error}"), ""))
+    }
+}
+
+impl Embedder for TorchEmbedder {
+    fn dim(&self) -> usize {
+        self.workers[0].config.hidden_size as usize
+    }
+
+    fn embed_batches(&mut self, batches: &[Vec<&[u32]>], done: &(dyn Fn(usize) + Sync)) -> Result<Vec<Vec<f32>>> {
+        use std::sync::Mutex;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let next = AtomicUsize::new(0);
+        let results: Mutex<Vec<Option<Result<Vec<f32>>>>> = Mutex::new((0..batches.len()).map(|_| None).collect());
+        let pooling = self.pooling;
+        std::thread::scope(|scope| {
+            for encoder in &mut self.workers {
+                let (next, results) = (&next, &results);
+                scope.spawn(move || {
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(batch) = batches.get(index) else { break };
+                        let result = Self::embed_one(encoder, pooling, batch);
+                        let failed = result.is_err();
+                        if let Ok(mut results) = results.lock() {
+                            results[index] = Some(result);
+                        }
+                        done(batch.len());
+                        if failed {
+                            // Stop every worker after the current batch.
+                            next.store(batches.len(), Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        let results = results.into_inner().unwrap_or_default();
+        results
+            .into_iter()
+            .map(|result| result.unwrap_or_else(|| Err(Error::input("an embedding batch was not run", ""))))
+            .collect()
     }
 }
 
@@ -54,19 +109,21 @@ pub fn embed_tables(
     }
     let files = encoder::resolve(options.encoder.as_deref())?;
     let device = device(options.device)?;
-    let encoder = Encoder::load(files, device, options.max_length, options.truncation)?;
+    let mut embedder = TorchEmbedder::load(files, options, device)?;
+    let encoder = &embedder.workers[0];
     let mut cache = if options.no_cache {
         None
     } else {
         Some(Cache::open(&embed::encoder_key(&encoder.files, options, encoder.tokenizer.max_length)?)?)
     };
+    let tokenizer = encoder.tokenizer.clone();
+    let workers = embedder.workers.len();
     let texts: Vec<&str> = tables.iter().flat_map(|loaded| loaded.table.texts.iter().map(String::as_str)).collect();
     let bar = routerdc::progress::rate_bar(texts.len() as u64, "embed", quiet);
-    let mut embedder = TorchEmbedder { encoder: &encoder, pooling: options.pooling };
     let started = Instant::now();
     let result = embed::embed_texts(
         &texts,
-        &encoder.tokenizer,
+        &tokenizer,
         &mut embedder,
         cache.as_mut(),
         options.batch_size,
@@ -89,8 +146,8 @@ pub fn embed_tables(
     if !quiet {
         let rate = if seconds > 0.0 { stats.embedded as f64 / seconds } else { 0.0 };
         eprintln!(
-            "embedded {} texts ({} distinct, {} from the cache) in {seconds:.1} s, {rate:.1} queries/s on {device:?}; \
-             padding added {:.0}% tokens",
+            "embedded {} texts ({} distinct, {} from the cache) in {seconds:.1} s, {rate:.1} queries/s on {device:?} \
+             ({workers} worker(s)); padding added {:.0}% tokens",
             stats.texts,
             stats.unique,
             stats.from_cache,

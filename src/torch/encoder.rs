@@ -30,15 +30,20 @@ impl Network {
 
     /// Last hidden states `[B, L, H]`.
     pub fn forward(&self, ids: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+        self.forward_rows(ids, mask, train, false)
+    }
+
+    fn forward_rows(&self, ids: &Tensor, mask: &Tensor, train: bool, first_only: bool) -> Tensor {
         match self {
-            Network::Bert(bert) => bert.forward(ids, mask, train),
-            Network::Deberta(deberta) => deberta.forward(ids, mask, train),
+            Network::Bert(bert) => bert.forward(ids, mask, train, first_only),
+            Network::Deberta(deberta) => deberta.forward(ids, mask, train, first_only),
         }
     }
 
-    /// One vector per query, `[B, H]`.
+    /// One vector per query, `[B, H]`. First-token pooling skips the last layer's other rows.
     pub fn embed(&self, ids: &Tensor, mask: &Tensor, pooling: Pooling, train: bool) -> Tensor {
-        pool(&self.forward(ids, mask, train), mask, pooling)
+        let first_only = pooling == Pooling::First;
+        pool(&self.forward_rows(ids, mask, train, first_only), mask, pooling)
     }
 }
 

@@ -55,6 +55,15 @@ impl Attention {
         )
     }
 
+    /// Queries of the first token only, `[B, heads, 1, d_h]`, with all keys and values.
+    pub fn project_first(&self, hidden: &Tensor) -> (Tensor, Tensor, Tensor) {
+        (
+            self.split_heads(&self.query.forward(&hidden.narrow(1, 0, 1))),
+            self.split_heads(&self.key.forward(hidden)),
+            self.split_heads(&self.value.forward(hidden)),
+        )
+    }
+
     /// Attention over `hidden` with `mask` (boolean, true = attend) and the default 1/√d_h scale.
     pub fn forward(&self, hidden: &Tensor, mask: &Tensor, train: bool) -> Tensor {
         let (q, k, v) = self.project(hidden);
@@ -62,7 +71,8 @@ impl Attention {
     }
 
     /// `LN(h + O · softmax(q kᵀ · scale + mask) v)`; `mask` is boolean (true = attend) or an
-    /// additive float bias that already holds the mask.
+    /// additive float bias that already holds the mask. `hidden` holds the rows of the queries
+    /// (all tokens, or the first token only, `[B, 1, H]`).
     pub fn attend(
         &self,
         hidden: &Tensor,

@@ -81,6 +81,12 @@ fn tiny_bert_and_deberta_match_hf_transformers_with_and_without_padding() {
         let rows: Vec<usize> = (0..texts.len()).collect();
         let padded = worst_difference(&ours["hidden"], &case["hidden"], &case["ids"], &rows, &rows);
         assert!(padded < 1e-4, "{name}: padded batch differs from HF by {padded}");
+        // `embed`'s path (last layer for the first token only) gives HF's first-token state.
+        for row in 0..texts.len() {
+            let (a, b) = (floats(&ours["embedded"][row]), floats(&case["hidden"][row][0]));
+            let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f64, f64::max);
+            assert!(worst < 1e-4, "{name}: embedded text {row} differs from HF's first token by {worst}");
+        }
         // Each text alone (no padding at all) equals HF's padded-batch row.
         for row in [0, texts.len() - 1, 2] {
             let alone = hidden(&dir.join(name), &[texts[row]], max_length);
