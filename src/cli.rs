@@ -9,6 +9,7 @@ use crate::stages::embed::EmbedConfig;
 use crate::stages::import::{ExportConfig, ImportConfig};
 use crate::stages::ingest::IngestConfig;
 use crate::stages::report::ReportConfig;
+use crate::stages::train::{RouteConfig, TrainConfig};
 
 /// routerdc: LLM evaluation outputs → scored tables → RouterDC router → reports.
 #[derive(Debug, Parser)]
@@ -37,6 +38,10 @@ pub enum Command {
     Embed(EmbedConfig),
     /// k-means over the training queries' embeddings; writes each query's `cluster_id` (SPEC §3).
     Cluster(ClusterConfig),
+    /// Train the RouterDC router (SPEC §4–5) on scored tables; keeps the best checkpoint by validation.
+    Train(TrainConfig),
+    /// Route queries (stdin lines, JSON lines or tables) with a trained checkpoint.
+    Route(RouteConfig),
     /// Check the installation: versions, libtorch, CUDA, threads, the default encoder.
     Doctor,
 }

@@ -150,11 +150,11 @@ impl Error {
         Error::Input { message: message.into(), hint: hint.into() }
     }
 
-    pub(crate) fn table(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+    pub fn table(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Table { path: path.into(), message: message.into() }
     }
 
-    pub(crate) fn polars(context: impl Into<String>) -> impl FnOnce(polars::error::PolarsError) -> Self {
+    pub fn polars(context: impl Into<String>) -> impl FnOnce(polars::error::PolarsError) -> Self {
         let context = context.into();
         move |source| Error::Polars { context, source }
     }

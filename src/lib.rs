@@ -9,6 +9,7 @@ pub mod doctor;
 pub mod encoder;
 pub mod error;
 pub mod io;
+pub mod plot;
 pub mod progress;
 pub mod stages;
 pub mod table;

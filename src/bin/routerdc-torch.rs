@@ -25,6 +25,10 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => routerdc::report_error(&error),
         },
+        Some("losses") => match losses() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => routerdc::report_error(&error),
+        },
         Some("doctor") => {
             for check in libtorch_checks() {
                 match serde_json::to_string(&check) {
@@ -39,6 +43,8 @@ fn main() -> ExitCode {
             let result = match &cli.command {
                 Command::Embed(config) => torch::embed::run_embed(config, cli.quiet),
                 Command::Cluster(config) => torch::embed::run_cluster(config, cli.quiet),
+                Command::Train(config) => torch::train::run_train(config, cli.quiet),
+                Command::Route(config) => torch::train::run_route(config, cli.quiet),
                 _ => {
                     eprintln!("routerdc-torch runs only what needs libtorch; use `routerdc` for this command");
                     return ExitCode::from(2);
@@ -57,13 +63,14 @@ fn main() -> ExitCode {
 /// "embedded": [[..]]}` for the texts as one right-padded batch, on the CPU in float32
 /// (`embedded` is `embed`'s first-token path, which computes the last layer for that token only).
 fn hidden() -> routerdc::Result<()> {
-    use routerdc::encoder::tokenize::TruncationSide;
     use routerdc::encoder::Pooling;
+    use routerdc::encoder::tokenize::TruncationSide;
     let args: Vec<String> = std::env::args().skip(2).collect();
     let value = |flag: &str| args.iter().position(|arg| arg == flag).and_then(|i| args.get(i + 1)).cloned();
     let files = routerdc::encoder::resolve(value("--encoder").as_deref())?;
     let max_length = value("--max-length").and_then(|n| n.parse().ok()).unwrap_or(512);
-    let side = if value("--truncation").as_deref() == Some("right") { TruncationSide::Right } else { TruncationSide::Left };
+    let side =
+        if value("--truncation").as_deref() == Some("right") { TruncationSide::Right } else { TruncationSide::Left };
     let encoder = torch::encoder::Encoder::load(files, tch::Device::Cpu, max_length, side)?;
     let texts: Vec<String> = serde_json::from_reader(std::io::stdin())
         .map_err(|error| routerdc::Error::input(format!("stdin: {error}"), "pass a JSON array of strings"))?;
@@ -149,4 +156,54 @@ fn gpu_names() -> Vec<String> {
             line.split_once(": ").map(|(_, rest)| rest.split(" (UUID").next().unwrap_or(rest).to_owned())
         })
         .collect()
+}
+
+/// `losses` (for the loss parity test): the case of `tests/fixtures/loss_reference.py` on stdin;
+/// prints routerdc's loss terms, total and gradients with respect to h and K.
+fn losses() -> routerdc::Result<()> {
+    use routerdc::stages::train::{LlmChoice, PairChoice, Similarity};
+    use tch::{Kind, Tensor};
+    let case: serde_json::Value = serde_json::from_reader(std::io::stdin())
+        .map_err(|error| routerdc::Error::input(format!("stdin: {error}"), ""))?;
+    let matrix = |key: &str| -> Tensor {
+        let rows: Vec<Vec<f32>> = serde_json::from_value(case[key].clone()).unwrap_or_default();
+        let (n, d) = (rows.len() as i64, rows.first().map_or(0, Vec::len) as i64);
+        Tensor::from_slice(&rows.concat()).view([n, d])
+    };
+    let ints = |key: &str| -> Vec<i64> { serde_json::from_value(case[key].clone()).unwrap_or_default() };
+    let number = |key: &str| case[key].as_f64().unwrap_or(0.0);
+    let h = matrix("h").set_requires_grad(true);
+    let k = matrix("K").set_requires_grad(true);
+    let similarity = if case["similarity"] == "inner" { Similarity::Inner } else { Similarity::Cosine };
+    let temperature = number("temperature");
+    let logits = match similarity {
+        Similarity::Cosine => torch::router::cosine_matrix(&h, &k),
+        Similarity::Inner => h.matmul(&k.tr()),
+    } / temperature;
+    let choice = LlmChoice {
+        positives: ints("positives"),
+        positive_mask: serde_json::from_value(case["positive_mask"].clone()).unwrap_or_default(),
+        negatives: ints("negatives"),
+        negative_excluded: serde_json::from_value(case["negative_excluded"].clone()).unwrap_or_default(),
+    };
+    let pairs =
+        PairChoice { anchors: ints("anchors"), positives: ints("pair_positives"), negatives: ints("pair_negatives") };
+    let (top_k, last_k, negatives) = (number("top_k") as i64, number("last_k") as i64, number("H") as i64);
+    let sample_llm = torch::router::sample_llm_loss(&logits, &choice, top_k, last_k);
+    let sample_sample = torch::router::sample_sample_loss(&h, &pairs, negatives, temperature);
+    let orth = torch::router::orthogonality_loss(&k);
+    let total = &sample_llm + &sample_sample * number("cluster_weight") + &orth * number("orth_weight");
+    total.backward();
+    let grad = |t: &Tensor| -> Vec<Vec<f32>> {
+        let g = t.grad().to_kind(Kind::Float);
+        let d = g.size()[1] as usize;
+        Vec::<f32>::try_from(&g.contiguous().view(-1)).unwrap_or_default().chunks(d).map(<[f32]>::to_vec).collect()
+    };
+    let out = serde_json::json!({
+        "sample_llm": sample_llm.double_value(&[]), "sample_sample": sample_sample.double_value(&[]),
+        "orth": orth.double_value(&[]), "total": total.double_value(&[]),
+        "grad_h": grad(&h), "grad_K": grad(&k),
+    });
+    println!("{out}");
+    Ok(())
 }

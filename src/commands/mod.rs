@@ -16,7 +16,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Import(config) => run_import(&config, quiet),
         Command::Export(config) => run_export(&config, quiet),
         Command::Report(config) => run_report(&config, quiet),
-        Command::Embed(_) | Command::Cluster(_) => run_torch_helper(),
+        Command::Embed(_) | Command::Cluster(_) | Command::Train(_) | Command::Route(_) => run_torch_helper(),
         Command::Doctor => Ok(run_doctor()),
     }
 }
@@ -149,7 +149,30 @@ fn run_export(config: &import::ExportConfig, quiet: bool) -> Result<ExitCode> {
 }
 
 fn run_report(config: &report::ReportConfig, quiet: bool) -> Result<ExitCode> {
-    let output = report::run(config)?;
+    let output = match &config.checkpoint {
+        None => report::run(config, None)?,
+        Some(checkpoint) => {
+            // The router's choices come from `routerdc-torch route`, into a temporary folder.
+            let routes =
+                tempfile::tempdir().map_err(|source| crate::Error::Write { path: std::env::temp_dir(), source })?;
+            let status = std::process::Command::new(crate::torch_helper())
+                .arg("--quiet")
+                .arg("route")
+                .arg("--checkpoint")
+                .arg(checkpoint)
+                .arg("--tables")
+                .arg(&config.tables)
+                .arg("--out")
+                .arg(routes.path())
+                .status()
+                .map_err(|source| crate::Error::input(format!("cannot run routerdc-torch: {source}"), ""))?;
+            if !status.success() {
+                return Ok(ExitCode::from(status.code().map_or(1, |code| code.clamp(1, 255) as u8)));
+            }
+            let read = |table: &crate::table::LoadedTable| crate::stages::train::read_routes(routes.path(), table);
+            report::run(config, Some(&read))?
+        }
+    };
     print!("{}", output.markdown);
     for path in &output.files {
         note(quiet, format_args!("wrote {}", path.display()));

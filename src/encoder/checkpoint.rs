@@ -72,8 +72,9 @@ pub fn read_torch_bin(path: &Path) -> Result<Vec<RawTensor>> {
         )
     };
     let file = std::fs::File::open(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
-    let mut archive = zip::ZipArchive::new(file)
-        .map_err(|error| bad(format!("not a zip archive ({error}); legacy (pre-1.6) torch.save files are not supported")))?;
+    let mut archive = zip::ZipArchive::new(file).map_err(|error| {
+        bad(format!("not a zip archive ({error}); legacy (pre-1.6) torch.save files are not supported"))
+    })?;
     let pickle_name = archive
         .file_names()
         .map(str::to_owned)
@@ -124,7 +125,9 @@ struct TensorSpec {
 fn check_global(value: &Value, allowed: &[(&str, &str)]) -> std::result::Result<(), String> {
     match value.global_name() {
         Some(name) if allowed.contains(&name) => Ok(()),
-        Some((module, name)) => Err(format!("the pickle names `{module}.{name}`, which a state dict does not need; refusing it")),
+        Some((module, name)) => {
+            Err(format!("the pickle names `{module}.{name}`, which a state dict does not need; refusing it"))
+        }
         None => Err(format!("expected a global, found a {}", value.type_name())),
     }
 }
@@ -144,7 +147,9 @@ fn ints(value: &Value) -> std::result::Result<Vec<i64>, String> {
 
 /// `_rebuild_tensor_v2(storage, offset, size, stride, ...)`, possibly inside `_rebuild_parameter`.
 fn tensor_spec(value: &Value) -> std::result::Result<TensorSpec, String> {
-    let Value::Object(object) = value else { return Err(format!("a {} where a tensor was expected", value.type_name())) };
+    let Value::Object(object) = value else {
+        return Err(format!("a {} where a tensor was expected", value.type_name()));
+    };
     let object = object.borrow();
     let Value::Tuple(args) = &object.args else { return Err("tensor arguments are not a tuple".into()) };
     if object.callable.global_name() == Some(("torch._utils", "_rebuild_parameter")) {
@@ -156,12 +161,16 @@ fn tensor_spec(value: &Value) -> std::result::Result<TensorSpec, String> {
     let storage = storage.borrow();
     check_global(&storage.callable, &[("__persistent__", "id")])?;
     let Value::Tuple(id) = &storage.args else { return Err("the persistent id is not a tuple".into()) };
-    let [Value::Str(tag), class, Value::Str(key), ..] = &id[..] else { return Err("unexpected persistent id layout".into()) };
+    let [Value::Str(tag), class, Value::Str(key), ..] = &id[..] else {
+        return Err("unexpected persistent id layout".into());
+    };
     if &**tag != "storage" {
         return Err(format!("unexpected persistent id `{tag}`"));
     }
     let dtype = match class.global_name() {
-        Some(("torch", name)) => DType::from_storage(name).ok_or_else(|| format!("unsupported storage `torch.{name}`"))?,
+        Some(("torch", name)) => {
+            DType::from_storage(name).ok_or_else(|| format!("unsupported storage `torch.{name}`"))?
+        }
         Some((module, name)) => return Err(format!("unsupported storage `{module}.{name}`")),
         None => return Err("the storage type is not a global".into()),
     };
@@ -184,7 +193,8 @@ fn gather(storage: &[u8], spec: &TensorSpec) -> std::result::Result<Vec<u8>, Str
     if count == 0 {
         return Ok(Vec::new());
     }
-    let last = spec.shape.iter().zip(&spec.strides).map(|(&n, &s)| (n - 1) as i128 * s as i128).sum::<i128>() + spec.offset as i128;
+    let last = spec.shape.iter().zip(&spec.strides).map(|(&n, &s)| (n - 1) as i128 * s as i128).sum::<i128>()
+        + spec.offset as i128;
     if last >= elements as i128 {
         return Err(format!("reaches element {last} of a storage of {elements}"));
     }

@@ -128,16 +128,27 @@ impl EncoderConfig {
 
     pub fn parse(bytes: &[u8], path: &Path) -> Result<EncoderConfig> {
         let raw: Raw = serde_json::from_slice(bytes).map_err(|error| {
-            Error::encoder(path, format!("config.json: {error}"), "config.json must be an HF model config with the BERT or DeBERTa-v2 keys")
+            Error::encoder(
+                path,
+                format!("config.json: {error}"),
+                "config.json must be an HF model config with the BERT or DeBERTa-v2 keys",
+            )
         })?;
         let bad = |key: &str, message: String| {
-            Error::encoder(path, format!("config.json: `{key}` {message}"), "routerdc builds BERT and DeBERTa-v2/v3 encoders as HF transformers does")
+            Error::encoder(
+                path,
+                format!("config.json: `{key}` {message}"),
+                "routerdc builds BERT and DeBERTa-v2/v3 encoders as HF transformers does",
+            )
         };
         let architecture = match raw.model_type.as_deref() {
             Some("bert") => Architecture::Bert,
             Some("deberta-v2") => Architecture::DebertaV2,
             Some(other) => {
-                return Err(bad("model_type", format!("is \"{other}\"; supported: \"bert\", \"deberta-v2\" (DeBERTa v2 and v3)")));
+                return Err(bad(
+                    "model_type",
+                    format!("is \"{other}\"; supported: \"bert\", \"deberta-v2\" (DeBERTa v2 and v3)"),
+                ));
             }
             None => return Err(bad("model_type", "is missing".into())),
         };
@@ -160,20 +171,29 @@ impl EncoderConfig {
             ));
         }
         if let Some(size) = raw.attention_head_size.filter(|&size| size * raw.num_attention_heads != raw.hidden_size) {
-            return Err(bad("attention_head_size", format!("({size}) × heads differs from hidden_size; not supported")));
+            return Err(bad(
+                "attention_head_size",
+                format!("({size}) × heads differs from hidden_size; not supported"),
+            ));
         }
         let act = raw.hidden_act.as_deref().unwrap_or("gelu");
         if act != "gelu" {
             return Err(bad("hidden_act", format!("is \"{act}\"; only \"gelu\" (exact, erf) is supported")));
         }
         if raw.conv_kernel_size.unwrap_or(0) > 0 {
-            return Err(bad("conv_kernel_size", "is set: DeBERTa-v2's convolution layer (xlarge/xxlarge) is not supported".into()));
+            return Err(bad(
+                "conv_kernel_size",
+                "is set: DeBERTa-v2's convolution layer (xlarge/xxlarge) is not supported".into(),
+            ));
         }
         let relative = match architecture {
             Architecture::Bert => {
                 let kind = raw.position_embedding_type.as_deref().unwrap_or("absolute");
                 if kind != "absolute" {
-                    return Err(bad("position_embedding_type", format!("is \"{kind}\"; only \"absolute\" is supported")));
+                    return Err(bad(
+                        "position_embedding_type",
+                        format!("is \"{kind}\"; only \"absolute\" is supported"),
+                    ));
                 }
                 None
             }

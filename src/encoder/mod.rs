@@ -106,7 +106,8 @@ impl EncoderFiles {
 pub fn resolve(spec: Option<&str>) -> Result<EncoderFiles> {
     let Some(spec) = spec.filter(|spec| !spec.is_empty()) else {
         let Some(dir) = default_encoder() else {
-            let looked: Vec<String> = default_encoder_candidates().iter().map(|dir| dir.display().to_string()).collect();
+            let looked: Vec<String> =
+                default_encoder_candidates().iter().map(|dir| dir.display().to_string()).collect();
             return Err(Error::encoder(
                 looked.first().map_or_else(|| PathBuf::from("(default)"), PathBuf::from),
                 format!("the default encoder (all-MiniLM-L6-v2) is not installed; looked in: {}", looked.join(", ")),

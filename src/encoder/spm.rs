@@ -116,7 +116,9 @@ impl SpmModel {
                     for field in fields(piece) {
                         match field.map_err(|()| bad("a malformed piece"))? {
                             (1, Value::Bytes(raw)) => {
-                                text = Some(String::from_utf8(raw.to_vec()).map_err(|_| bad("a piece that is not UTF-8"))?)
+                                text = Some(
+                                    String::from_utf8(raw.to_vec()).map_err(|_| bad("a piece that is not UTF-8"))?,
+                                )
                             }
                             (2, Value::Fixed(raw)) if raw.len() == 4 => {
                                 score = f32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]])
@@ -151,7 +153,10 @@ impl SpmModel {
             return Err(bad("no pieces"));
         }
         if model.model_type != 1 {
-            return Err(bad(&format!("model type {} is not Unigram (1); only Unigram models are supported", model.model_type)));
+            return Err(bad(&format!(
+                "model type {} is not Unigram (1); only Unigram models are supported",
+                model.model_type
+            )));
         }
         if model.unk_id < 0 || model.unk_id as usize >= model.pieces.len() {
             return Err(bad(&format!("unk_id {} is outside the {} pieces", model.unk_id, model.pieces.len())));
@@ -180,9 +185,7 @@ impl SpmModel {
         let spaces = Replace::new(tokenizers::normalizers::replace::ReplacePattern::Regex(" {2,}".into()), " ")
             .map_err(|error| fail(format!("{error}")))?;
         normalizers.push(spaces.into());
-        tokenizer
-            .with_normalizer(Some(Sequence::new(normalizers)))
-            .map_err(|error| fail(format!("{error}")))?;
+        tokenizer.with_normalizer(Some(Sequence::new(normalizers))).map_err(|error| fail(format!("{error}")))?;
 
         let mut pre: Vec<PreTokenizerWrapper> = Vec::new();
         if options.split_by_punct {
@@ -236,7 +239,9 @@ mod tests {
     #[test]
     fn parses_pieces_and_rejects_truncation() {
         let mut bytes = Vec::new();
-        for (text, score, kind) in [("[PAD]", 0.0, 3), ("[UNK]", 0.0, 2), ("[CLS]", 0.0, 3), ("[SEP]", 0.0, 3), ("▁a", -1.5, 1)] {
+        for (text, score, kind) in
+            [("[PAD]", 0.0, 3), ("[UNK]", 0.0, 2), ("[CLS]", 0.0, 3), ("[SEP]", 0.0, 3), ("▁a", -1.5, 1)]
+        {
             bytes.extend(piece(text, score, kind));
         }
         // trainer_spec { unk_id: 1 }

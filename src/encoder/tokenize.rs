@@ -37,7 +37,11 @@ impl TextTokenizer {
             SpmModel::parse(&bytes, path)?.deberta_tokenizer(spm_options(&files.dir), path)?
         } else {
             Tokenizer::from_file(path).map_err(|error| {
-                Error::encoder(path, format!("tokenizer.json: {error}"), "tokenizer.json must be an HF `tokenizers` file")
+                Error::encoder(
+                    path,
+                    format!("tokenizer.json: {error}"),
+                    "tokenizer.json must be an HF `tokenizers` file",
+                )
             })?
         };
         tokenizer.with_padding(None);

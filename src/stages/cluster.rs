@@ -165,7 +165,8 @@ pub fn cluster(config: &ClusterConfig, tables: &[LoadedTable], vectors: &[Array2
             },
         ));
     }
-    let fit = ndarray::stack(Axis(0), &fit_rows).map_err(|error| Error::input(format!("embeddings differ in size: {error}"), ""))?;
+    let fit = ndarray::stack(Axis(0), &fit_rows)
+        .map_err(|error| Error::input(format!("embeddings differ in size: {error}"), ""))?;
     let projection = match config.reduce {
         Reduce::None => None,
         Reduce::Pca => Some(pca(&fit, config.dims.clamp(1, fit.ncols()))),
@@ -183,11 +184,8 @@ pub fn cluster(config: &ClusterConfig, tables: &[LoadedTable], vectors: &[Array2
         .map_err(|error| Error::input(format!("k-means failed: {error}"), ""))?;
     let centroids = model.centroids().clone();
     let fitted: Array1<usize> = model.predict(&fit);
-    let inertia = fit
-        .outer_iter()
-        .zip(fitted.iter())
-        .map(|(row, &id)| squared_distance(row, centroids.row(id)))
-        .sum::<f64>();
+    let inertia =
+        fit.outer_iter().zip(fitted.iter()).map(|(row, &id)| squared_distance(row, centroids.row(id))).sum::<f64>();
     let ids = vectors.iter().map(|matrix| model.predict(&project(matrix)).to_vec()).collect();
     Ok(Clustering { ids, fitted_rows: fit.nrows(), inertia, centroids })
 }
@@ -309,7 +307,11 @@ pub fn read_vectors(dir: &Path, tables: &[LoadedTable]) -> Result<Vec<Array2<f32
             let (ids, rows) = super::embed::read_embeddings(&path)?;
             if ids != loaded.table.query_ids {
                 return Err(Error::input(
-                    format!("`{}` does not hold the queries of `{}` in its order", path.display(), loaded.path.display()),
+                    format!(
+                        "`{}` does not hold the queries of `{}` in its order",
+                        path.display(),
+                        loaded.path.display()
+                    ),
                     "embed the same tables again with `routerdc embed --tables DIR --out DIR`",
                 ));
             }

@@ -124,7 +124,9 @@ pub struct Cache {
 impl Cache {
     pub fn open(key: &str) -> Result<Cache> {
         let dir = crate::encoder::cache_dir()
-            .ok_or_else(|| Error::setting("--no-cache", "no cache folder: set ROUTERDC_CACHE or HOME, or pass --no-cache"))?
+            .ok_or_else(|| {
+                Error::setting("--no-cache", "no cache folder: set ROUTERDC_CACHE or HOME, or pass --no-cache")
+            })?
             .join("embeddings")
             .join(key);
         let mut vectors = HashMap::new();
@@ -138,7 +140,8 @@ impl Cache {
             for shard in shards {
                 let frame = crate::io::read_parquet(&shard)?;
                 let hashes = frame.column("text_hash").and_then(|c| c.binary().cloned());
-                let hashes = hashes.map_err(crate::error::Error::polars(format!("reading cache shard {}", shard.display())))?;
+                let hashes =
+                    hashes.map_err(crate::error::Error::polars(format!("reading cache shard {}", shard.display())))?;
                 let rows = list_rows(&frame, "embedding", &shard)?;
                 for (hash, row) in hashes.iter().zip(rows) {
                     if let Some(hash) = hash.and_then(|bytes| <[u8; 32]>::try_from(bytes).ok()) {
@@ -206,7 +209,8 @@ pub fn list_rows(frame: &DataFrame, name: &str, path: &Path) -> Result<Vec<Vec<f
     let list = column.list().map_err(|_| Error::table(path, format!("`{name}` is not a list column")))?;
     let mut rows = Vec::with_capacity(list.len());
     for row in 0..list.len() {
-        let series = list.get_as_series(row).ok_or_else(|| Error::table(path, format!("a null in `{name}`, row {row}")))?;
+        let series =
+            list.get_as_series(row).ok_or_else(|| Error::table(path, format!("a null in `{name}`, row {row}")))?;
         let series = series.cast(&DataType::Float32).map_err(Error::polars(format!("reading `{name}`")))?;
         let values = series.f32().map_err(Error::polars(format!("reading `{name}`")))?;
         rows.push(values.into_no_null_iter().collect());
@@ -288,7 +292,8 @@ pub fn embed_texts(
         counts
     });
     let chunks: Vec<&[usize]> = order.chunks(batch_size.max(1)).collect();
-    let batches: Vec<Vec<&[u32]>> = chunks.iter().map(|chunk| chunk.iter().map(|&i| ids[i].as_slice()).collect()).collect();
+    let batches: Vec<Vec<&[u32]>> =
+        chunks.iter().map(|chunk| chunk.iter().map(|&i| ids[i].as_slice()).collect()).collect();
     for batch in &batches {
         let longest = batch.iter().map(|ids| ids.len()).max().unwrap_or(0);
         stats.tokens += batch.iter().map(|ids| ids.len()).sum::<usize>();
@@ -297,7 +302,10 @@ pub fn embed_texts(
     let results = embedder.embed_batches(&batches, progress)?;
     for (chunk, flat) in chunks.iter().zip(results) {
         if flat.len() != chunk.len() * dim {
-            return Err(Error::input(format!("the encoder returned {} values for {} texts of {dim}", flat.len(), chunk.len()), ""));
+            return Err(Error::input(
+                format!("the encoder returned {} values for {} texts of {dim}", flat.len(), chunk.len()),
+                "",
+            ));
         }
         for (&i, vector) in chunk.iter().zip(flat.chunks(dim)) {
             let hash = hashes[missing[i]];

@@ -7,3 +7,4 @@ pub mod embed;
 pub mod import;
 pub mod ingest;
 pub mod report;
+pub mod train;

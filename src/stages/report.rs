@@ -168,6 +168,29 @@ pub fn table_baselines(table: &ScoredTable, cost_rate: f64) -> Vec<ReportRow> {
     rows
 }
 
+/// The name of a trained router's rows.
+pub const ROUTER: &str = "routerdc";
+
+/// A trained router's row for one table: acc and acc_predict as SPEC §6, mean cost of the
+/// routed LLMs.
+pub fn routed_row(table: &ScoredTable, choices: &[usize], cost_rate: f64) -> ReportRow {
+    let (acc, acc_predict) = crate::stages::train::evaluate(table, choices, cost_rate);
+    let n = table.n_queries().max(1) as f64;
+    let cost = table.costs.as_ref().map(|_| {
+        choices.iter().enumerate().map(|(row, &c)| table.cost_row(row).map_or(0.0, |costs| costs[c])).sum::<f64>() / n
+    });
+    ReportRow {
+        scope: Scope::Dataset,
+        dataset: table.dataset.clone(),
+        router: ROUTER.to_owned(),
+        llm: None,
+        n_queries: table.n_queries(),
+        acc,
+        acc_predict,
+        cost,
+    }
+}
+
 /// Index of the largest score, the first one on ties (numpy's `argmax`).
 pub fn first_argmax(scores: &[f64]) -> usize {
     let mut best = 0;
@@ -182,15 +205,37 @@ pub fn first_argmax(scores: &[f64]) -> usize {
 /// Every row of the report: the tables' rows in table order, then each group's rows.
 ///
 /// With no groups, one group `all` holds every table.
-pub fn baselines(tables: &[LoadedTable], groups: &[Group], cost_rate: f64) -> Result<Vec<ReportRow>> {
+///
+/// `routed` holds a trained router's choice for every query of every table (table order); its
+/// rows are named [`ROUTER`] and come first.
+pub fn baselines(
+    tables: &[LoadedTable],
+    groups: &[Group],
+    cost_rate: f64,
+    routed: Option<&[Vec<usize>]>,
+) -> Result<Vec<ReportRow>> {
     check_same_models(tables)?;
     let groups = resolve_groups(tables, groups)?;
-    let mut rows: Vec<ReportRow> = tables.iter().flat_map(|loaded| table_baselines(&loaded.table, cost_rate)).collect();
+    let mut rows = Vec::new();
+    for (index, loaded) in tables.iter().enumerate() {
+        if let Some(choices) = routed.and_then(|routed| routed.get(index)) {
+            rows.push(routed_row(&loaded.table, choices, cost_rate));
+        }
+        rows.extend(table_baselines(&loaded.table, cost_rate));
+    }
     let strict = tables.iter().all(|loaded| loaded.table.costs.is_some()).then(|| ORACLE_STRICT.to_owned());
     let routers: Vec<String> = {
         let first = &tables[0].table;
-        first.models.iter().cloned().chain([ORACLE.to_owned()]).chain(strict).chain([RANDOM.to_owned()]).collect()
+        let router = routed.map(|_| ROUTER.to_owned());
+        router
+            .into_iter()
+            .chain(first.models.iter().cloned())
+            .chain([ORACLE.to_owned()])
+            .chain(strict)
+            .chain([RANDOM.to_owned()])
+            .collect()
     };
+    let skip = usize::from(routed.is_some());
     let n_models = tables[0].table.n_models();
     for group in &groups {
         let members: Vec<&ReportRow> =
@@ -211,8 +256,8 @@ pub fn baselines(tables: &[LoadedTable], groups: &[Group], cost_rate: f64) -> Re
                 cost,
             });
         }
-        let best = (1..n_models)
-            .fold(0, |best, i| if group_rows[i].acc_predict > group_rows[best].acc_predict { i } else { best });
+        let best = (skip + 1..skip + n_models)
+            .fold(skip, |best, i| if group_rows[i].acc_predict > group_rows[best].acc_predict { i } else { best });
         group_rows.push(ReportRow { router: BEST_SINGLE.to_owned(), ..group_rows[best].clone() });
         rows.extend(group_rows);
     }
@@ -363,6 +408,10 @@ pub struct ReportConfig {
     #[arg(long, default_value_t = 0.0)]
     #[serde(default)]
     pub cost_rate: f64,
+    /// A trained router (`best.safetensors` from `routerdc train`): its rows (`routerdc`) come first.
+    #[arg(long, value_name = "FILE")]
+    #[serde(default)]
+    pub checkpoint: Option<PathBuf>,
 }
 
 /// Each table's rows of `split`; tables without any are left out.
@@ -474,6 +523,42 @@ fn cost_quality_markdown(rows: &[CostQualityRow]) -> String {
     out
 }
 
+/// The points of one table's cost–quality figure (each LLM, `oracle`, `oracle_strict`) and the
+/// hull through the LLM points.
+pub fn cost_quality_figure(
+    rows: &[ReportRow],
+    cost_rows: &[CostQualityRow],
+    dataset: &str,
+) -> (Vec<crate::plot::LabelledPoint>, Vec<(f64, f64)>) {
+    use crate::plot::{LabelledPoint, PointKind};
+    let mut points: Vec<LabelledPoint> = cost_rows
+        .iter()
+        .filter(|r| r.dataset == dataset && r.router != ZERO_ROUTER)
+        .filter_map(|r| {
+            Some(LabelledPoint {
+                label: r.router.clone(),
+                cost: r.cost?,
+                quality: r.quality?,
+                kind: if r.pareto == Some(true) { PointKind::ParetoLlm } else { PointKind::Llm },
+            })
+        })
+        .collect();
+    let llm_points: Vec<(f64, f64)> = points.iter().map(|p| (p.cost, p.quality)).collect();
+    let hull = crate::stages::cost_quality::non_decreasing_hull(&llm_points);
+    for oracle in [ORACLE, ORACLE_STRICT] {
+        if let Some(row) = rows.iter().find(|r| r.scope == Scope::Dataset && r.dataset == dataset && r.router == oracle)
+        {
+            points.push(LabelledPoint {
+                label: oracle.to_owned(),
+                cost: row.cost.unwrap_or(0.0),
+                quality: row.acc_predict,
+                kind: PointKind::Oracle,
+            });
+        }
+    }
+    (points, hull)
+}
+
 /// What `run` wrote.
 #[derive(Debug)]
 pub struct ReportOutput {
@@ -482,8 +567,9 @@ pub struct ReportOutput {
     pub files: Vec<PathBuf>,
 }
 
-/// Read the tables, compute the baselines and write `baselines.{parquet,csv,md}`.
-pub fn run(config: &ReportConfig) -> Result<ReportOutput> {
+/// Read the tables, compute the baselines and write `baselines.{parquet,csv,md}`. With a
+/// checkpoint, `routes` gives, for a table, the router's choice for each of its queries.
+pub fn run(config: &ReportConfig, routes: Option<&dyn Fn(&LoadedTable) -> Result<Vec<usize>>>) -> Result<ReportOutput> {
     let mut tables = crate::io::read_tables(&config.tables)?;
     if let Some(split) = config.split {
         tables = select_split(tables, split);
@@ -497,7 +583,11 @@ pub fn run(config: &ReportConfig) -> Result<ReportOutput> {
     if !(config.cost_rate >= 0.0 && config.cost_rate.is_finite()) {
         return Err(Error::setting("cost_rate", format!("{} is not a non-negative number", config.cost_rate)));
     }
-    let rows = baselines(&tables, &config.groups, config.cost_rate)?;
+    let routed = match routes {
+        Some(routes) => Some(tables.iter().map(routes).collect::<Result<Vec<_>>>()?),
+        None => None,
+    };
+    let rows = baselines(&tables, &config.groups, config.cost_rate, routed.as_deref())?;
     let mut markdown = to_markdown(&rows);
     let mut frame = to_frame(&rows)?;
     let cost_rows = cost_quality(&rows, &tables);
@@ -514,6 +604,12 @@ pub fn run(config: &ReportConfig) -> Result<ReportOutput> {
         crate::io::write_parquet(cost_frame, &parquet)?;
         crate::io::write_csv(cost_frame, &csv)?;
         written.extend([parquet, csv]);
+    }
+    for loaded in tables.iter().filter(|loaded| loaded.table.costs.is_some()) {
+        let dataset = &loaded.table.dataset;
+        let (points, hull) = cost_quality_figure(&rows, &cost_rows, dataset);
+        let base = config.out.join(format!("cost_quality_{dataset}"));
+        written.extend(crate::plot::cost_quality(&format!("{dataset}: cost and quality"), &points, &hull, &base)?);
     }
     crate::io::write_text(&markdown, &files[2])?;
     Ok(ReportOutput { rows, markdown, files: written })
@@ -579,7 +675,7 @@ mod tests {
     #[test]
     fn a_single_model_is_its_own_oracle() {
         let t = table("mbpp", MetricKind::MultiAttempt, &["only"], &[&[0.3], &[0.0]]);
-        let rows = baselines(&[t], &[], 0.0).unwrap();
+        let rows = baselines(&[t], &[], 0.0, None).unwrap();
         for router in ["only", ORACLE, RANDOM, BEST_SINGLE] {
             let row = find(&rows, if router == BEST_SINGLE { "all" } else { "mbpp" }, router);
             assert_eq!((row.acc, row.acc_predict), (1.0, 0.15), "{router}");
@@ -591,7 +687,7 @@ mod tests {
         let x = table("x", MetricKind::MultiAttempt, &["a", "b"], &[&[1.0, 0.0]]);
         let y = table("y", MetricKind::MultiAttempt, &["a", "b"], &[&[0.0, 1.0], &[0.0, 1.0], &[0.0, 0.5]]);
         let groups = ["g=x,y".parse::<Group>().unwrap(), "only_y=y".parse().unwrap()];
-        let rows = baselines(&[x, y], &groups, 0.0).unwrap();
+        let rows = baselines(&[x, y], &groups, 0.0, None).unwrap();
         // a: (1 + 0) / 2 = 0.5; b: (0 + 2.5/3) / 2 = 0.41666…: a is best over g, b over only_y.
         assert_eq!(find(&rows, "g", "a").acc_predict, 0.5);
         assert_eq!(find(&rows, "g", "a").n_queries, 4);
@@ -603,7 +699,7 @@ mod tests {
     fn groups_are_checked_against_the_tables() {
         let x = table("x", MetricKind::MultiAttempt, &["a"], &[&[1.0]]);
         for (spec, message) in [("g=x,nope", "no table holds dataset `nope`"), ("x=x", "name of a dataset")] {
-            let error = baselines(std::slice::from_ref(&x), &[spec.parse().unwrap()], 0.0).unwrap_err();
+            let error = baselines(std::slice::from_ref(&x), &[spec.parse().unwrap()], 0.0, None).unwrap_err();
             assert!(error.is_usage() && error.to_string().contains(message), "{error}");
         }
         assert!("nogroup".parse::<Group>().is_err() && "g=".parse::<Group>().is_err());
@@ -646,7 +742,7 @@ mod tests {
     fn tables_with_other_model_lists_are_refused() {
         let x = table("x", MetricKind::MultiAttempt, &["a", "b"], &[&[1.0, 0.0]]);
         let y = table("y", MetricKind::MultiAttempt, &["b", "a"], &[&[1.0, 0.0]]);
-        let error = baselines(&[x, y], &[], 0.0).unwrap_err();
+        let error = baselines(&[x, y], &[], 0.0, None).unwrap_err();
         assert!(matches!(error, Error::ModelListMismatch { .. }), "{error}");
         assert!(error.to_string().contains("[\"a\", \"b\"]") && error.to_string().contains("[\"b\", \"a\"]"));
     }

@@ -38,7 +38,12 @@ impl Bert {
             })
             .collect();
         Bert {
-            word_embeddings: nn::embedding(&embeddings / "word_embeddings", config.vocab_size, hidden, Default::default()),
+            word_embeddings: nn::embedding(
+                &embeddings / "word_embeddings",
+                config.vocab_size,
+                hidden,
+                Default::default(),
+            ),
             position_embeddings: nn::embedding(
                 &embeddings / "position_embeddings",
                 config.max_position_embeddings,

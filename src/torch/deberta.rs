@@ -79,7 +79,12 @@ impl Deberta {
             token_type_embeddings: (config.type_vocab_size > 0)
                 .then(|| embedding("token_type_embeddings", config.type_vocab_size)),
             embed_proj: (width != hidden).then(|| {
-                nn::linear(&embeddings / "embed_proj", width, hidden, nn::LinearConfig { bias: false, ..Default::default() })
+                nn::linear(
+                    &embeddings / "embed_proj",
+                    width,
+                    hidden,
+                    nn::LinearConfig { bias: false, ..Default::default() },
+                )
             }),
             layer_norm: super::layers::layer_norm(&(&embeddings / "LayerNorm"), config),
             layers,
@@ -89,7 +94,8 @@ impl Deberta {
                 layer_norm: settings.norm_rel_ebd.then(|| super::layers::layer_norm(&(&encoder / "LayerNorm"), config)),
             }),
             scale: 1.0
-                / ((config.head_size() * (1 + relative.map_or(0, |r| i64::from(r.c2p) + i64::from(r.p2c)))) as f64).sqrt(),
+                / ((config.head_size() * (1 + relative.map_or(0, |r| i64::from(r.c2p) + i64::from(r.p2c)))) as f64)
+                    .sqrt(),
             hidden_dropout: config.hidden_dropout,
         }
     }
@@ -132,7 +138,8 @@ impl Deberta {
             if let Some((relative, table, positions)) = &relative {
                 // Each layer drops out its own copy of the table (HF's `pos_dropout`).
                 let table = table.dropout(self.hidden_dropout, train);
-                bias = bias + disentangled_bias(attention, separate.as_ref(), relative, &table, positions, (&q, &k), scale);
+                bias = bias
+                    + disentangled_bias(attention, separate.as_ref(), relative, &table, positions, (&q, &k), scale);
             }
             let bias = bias.masked_fill(&padding, f64::from(f32::MIN));
             let rows = if first { hidden.narrow(1, 0, 1) } else { hidden.shallow_clone() };

@@ -19,7 +19,9 @@ pub fn device(choice: DeviceChoice) -> Result<Device> {
         DeviceChoice::Auto => Ok(Device::cuda_if_available()),
         DeviceChoice::Cpu => Ok(Device::Cpu),
         DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
-        DeviceChoice::Cuda => Err(Error::setting("device", "CUDA was asked for but libtorch sees no GPU (`routerdc doctor` tells why)")),
+        DeviceChoice::Cuda => {
+            Err(Error::setting("device", "CUDA was asked for but libtorch sees no GPU (`routerdc doctor` tells why)"))
+        }
     }
 }
 
@@ -121,14 +123,9 @@ pub fn embed_tables(
     let texts: Vec<&str> = tables.iter().flat_map(|loaded| loaded.table.texts.iter().map(String::as_str)).collect();
     let bar = routerdc::progress::rate_bar(texts.len() as u64, "embed", quiet);
     let started = Instant::now();
-    let result = embed::embed_texts(
-        &texts,
-        &tokenizer,
-        &mut embedder,
-        cache.as_mut(),
-        options.batch_size,
-        &|done| bar.inc(done as u64),
-    );
+    let result = embed::embed_texts(&texts, &tokenizer, &mut embedder, cache.as_mut(), options.batch_size, &|done| {
+        bar.inc(done as u64)
+    });
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     let (flat, stats) = result?;
@@ -164,7 +161,12 @@ pub fn run_embed(config: &EmbedConfig, quiet: bool) -> Result<()> {
     for (loaded, vectors) in tables.iter().zip(vectors) {
         let path = embed::write_embeddings(&loaded.table, vectors, dim, &config.out)?;
         if !quiet {
-            eprintln!("{:<28} {:>7} queries × {dim} → {}", loaded.table.dataset, loaded.table.n_queries(), path.display());
+            eprintln!(
+                "{:<28} {:>7} queries × {dim} → {}",
+                loaded.table.dataset,
+                loaded.table.n_queries(),
+                path.display()
+            );
         }
     }
     Ok(())

@@ -52,7 +52,8 @@ pub fn pool(hidden: &Tensor, mask: &Tensor, pooling: Pooling) -> Tensor {
         Pooling::First => hidden.select(1, 0),
         Pooling::Mean => {
             let weights = mask.to_kind(hidden.kind()).unsqueeze(-1);
-            (hidden * &weights).sum_dim_intlist(1, false, hidden.kind()) / weights.sum_dim_intlist(1, false, hidden.kind())
+            (hidden * &weights).sum_dim_intlist(1, false, hidden.kind())
+                / weights.sum_dim_intlist(1, false, hidden.kind())
         }
     }
 }

@@ -6,3 +6,5 @@ pub mod deberta;
 pub mod embed;
 pub mod encoder;
 pub mod layers;
+pub mod router;
+pub mod train;

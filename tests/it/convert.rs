@@ -65,6 +65,16 @@ fn csv_and_every_pickle_protocol_give_identical_tables() {
         let llm = find_in(&points, table, "claude-v2");
         assert!((number(llm, "quality") - number(find(&rows, table, "claude-v2"), "acc_predict")).abs() < 1e-15);
         assert!(points.iter().any(|p| p["dataset"] == *table && p["pareto"] == "true"), "{table}: no Pareto LLM");
+        // The cost-quality figure, as SVG (every model, both oracles, the hull) and PNG.
+        let svg = std::fs::read_to_string(report.join(format!("cost_quality_{table}.svg"))).unwrap();
+        for label in
+            ["gpt-4-1106-preview", "mistralai/mistral-7b-chat", "claude-v2", "oracle", "oracle_strict", "zero router"]
+        {
+            assert!(svg.contains(label), "{table}: the figure lacks `{label}`");
+        }
+        assert!(svg.contains("<polyline"), "{table}: the figure has no hull line");
+        let png = std::fs::read(report.join(format!("cost_quality_{table}.png"))).unwrap();
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "{table}: not a drawn PNG");
     }
     for (table, models) in expected["tables"].as_object().unwrap() {
         for (model, want) in models.as_object().unwrap() {

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::util::{ok, python, routerdc_with_env, stderr, stdout};
 
 /// Tiny encoders and HF's outputs for them (tests/fixtures/make_tiny_encoders.py), made once.
-fn tiny() -> Option<&'static Path> {
+pub fn tiny() -> Option<&'static Path> {
     static DIR: OnceLock<Option<tempfile::TempDir>> = OnceLock::new();
     DIR.get_or_init(|| {
         let python = python()?;
@@ -185,14 +185,18 @@ fn embed_matches_the_encoder_and_reuses_its_cache() {
 fn cluster_is_deterministic_and_agrees_with_precomputed_embeddings() {
     let Some(dir) = tiny() else { return };
     let temp = tempfile::tempdir().unwrap();
-    let tables = tables(temp.path(), &[("mmlu_train", sample_texts("alpha", 30)), ("gsm8k_train", sample_texts("北京 beta", 30))]);
+    let tables = tables(
+        temp.path(),
+        &[("mmlu_train", sample_texts("alpha", 30)), ("gsm8k_train", sample_texts("北京 beta", 30))],
+    );
     let cache = temp.path().join("cache");
     let encoder = dir.join("bert").display().to_string();
     let run = |out: &str, extra: &[&str]| {
-        let mut args: Vec<String> = ["cluster", "--tables", &tables.display().to_string(), "--out", out, "--encoder", &encoder, "-k", "3"]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
+        let mut args: Vec<String> =
+            ["cluster", "--tables", &tables.display().to_string(), "--out", out, "--encoder", &encoder, "-k", "3"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect();
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let output = routerdc_with_env(&args, &[("ROUTERDC_CACHE", &cache)]);
         ok(&output);
@@ -204,7 +208,9 @@ fn cluster_is_deterministic_and_agrees_with_precomputed_embeddings() {
     let ids = |dir: &str| -> Vec<Option<i64>> {
         ["mmlu_train", "gsm8k_train"]
             .iter()
-            .flat_map(|t| routerdc::io::read_table(&Path::new(dir).join(format!("{t}.parquet"))).unwrap().table.cluster_ids)
+            .flat_map(|t| {
+                routerdc::io::read_table(&Path::new(dir).join(format!("{t}.parquet"))).unwrap().table.cluster_ids
+            })
             .collect()
     };
     let first = ids(&out1);
@@ -215,7 +221,10 @@ fn cluster_is_deterministic_and_agrees_with_precomputed_embeddings() {
     assert_eq!(ids(&out2), first, "same inputs and seed, same ids");
     // From `routerdc embed`'s files: the same ids.
     let emb = temp.path().join("emb").display().to_string();
-    ok(&routerdc_with_env(["embed", "--tables", &tables.display().to_string(), "--out", &emb, "--encoder", &encoder], &[("ROUTERDC_CACHE", &cache)]));
+    ok(&routerdc_with_env(
+        ["embed", "--tables", &tables.display().to_string(), "--out", &emb, "--encoder", &encoder],
+        &[("ROUTERDC_CACHE", &cache)],
+    ));
     let out3 = temp.path().join("c3").display().to_string();
     run(&out3, &["--embeddings", &emb]);
     assert_eq!(ids(&out3), first);
@@ -279,7 +288,10 @@ fn bad_encoders_and_tables_are_usage_errors_naming_the_problem() {
 
     let sizes = copy("sizes");
     edit_config(&sizes, "\"intermediate_size\": 48", "\"intermediate_size\": 64");
-    fails_with(&embed(&sizes), &["model.safetensors", "encoder.layer.0.intermediate.dense.bias", "shape [48]", "implies [64]"]);
+    fails_with(
+        &embed(&sizes),
+        &["model.safetensors", "encoder.layer.0.intermediate.dense.bias", "shape [48]", "implies [64]"],
+    );
 
     fails_with(&embed(&temp.path().join("no-such-model")), &["no-such-model", "neither a directory nor a hub id"]);
 
@@ -288,7 +300,15 @@ fn bad_encoders_and_tables_are_usage_errors_naming_the_problem() {
     std::fs::create_dir_all(&empty).unwrap();
     let empty_tables = self::tables(&empty, &[("mmlu_train", vec!["a question".into(), "   ".into()])]);
     let output = routerdc_with_env(
-        ["embed", "--tables", &empty_tables.display().to_string(), "--out", &empty.join("o").display().to_string(), "--encoder", &dir.join("bert").display().to_string()],
+        [
+            "embed",
+            "--tables",
+            &empty_tables.display().to_string(),
+            "--out",
+            &empty.join("o").display().to_string(),
+            "--encoder",
+            &dir.join("bert").display().to_string(),
+        ],
         &[],
     );
     fails_with(&output, &["mmlu_train.parquet", "empty text"]);
@@ -297,7 +317,15 @@ fn bad_encoders_and_tables_are_usage_errors_naming_the_problem() {
     let mut frame = polars::prelude::df!("dataset" => ["x"], "query_id" => ["0"], "metric_kind" => ["probability"], "score:m" => [1.0]).unwrap();
     routerdc::io::write_parquet(&mut frame, &no_text.join("x.parquet")).unwrap();
     let output = routerdc_with_env(
-        ["embed", "--tables", &no_text.display().to_string(), "--out", &no_text.join("o").display().to_string(), "--encoder", &dir.join("bert").display().to_string()],
+        [
+            "embed",
+            "--tables",
+            &no_text.display().to_string(),
+            "--out",
+            &no_text.join("o").display().to_string(),
+            "--encoder",
+            &dir.join("bert").display().to_string(),
+        ],
         &[],
     );
     fails_with(&output, &["x.parquet", "text"]);

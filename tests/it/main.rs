@@ -6,4 +6,5 @@ mod encoder;
 mod ingest;
 mod pickle;
 mod reference;
+mod train;
 mod util;

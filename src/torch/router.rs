@@ -1,0 +1,100 @@
+//! The RouterDC router (SPEC §4) and its losses (SPEC §5).
+//!
+//!   h = E(x)[first token]                       query embedding (the encoder's last layer)
+//!   s_t(x) = sim(h, k_t) / τ                    one logit per LLM, K ∈ R^{T×d} learned
+//!   route(x) = argmax_t s_t(x)
+//!
+//! Parameter names are the reference's state-dict keys: `backbone.*` (the HF encoder) and
+//! `embeddings.weight` (K).
+
+use tch::{Kind, Tensor, nn};
+
+use routerdc::encoder::{EncoderConfig, Pooling};
+use routerdc::stages::train::{LlmChoice, PairChoice, Similarity};
+
+use super::encoder::Network;
+
+#[derive(Debug)]
+pub struct Router {
+    pub backbone: Network,
+    /// K: one row per candidate LLM, initialised from N(0, 0.78²).
+    pub llm_embeddings: Tensor,
+    pub similarity: Similarity,
+    pub temperature: f64,
+}
+
+impl Router {
+    pub fn new(root: &nn::Path, config: &EncoderConfig, llms: i64, similarity: Similarity, temperature: f64) -> Router {
+        let backbone = Network::new(&(root / "backbone"), config);
+        let init = nn::Init::Randn { mean: 0.0, stdev: 0.78 };
+        let llm_embeddings = (root / "embeddings").var("weight", &[llms, config.hidden_size], init);
+        Router { backbone, llm_embeddings, similarity, temperature }
+    }
+
+    /// h = E(x)[first token], `[B, d]`.
+    pub fn encode(&self, ids: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+        self.backbone.embed(ids, mask, Pooling::First, train)
+    }
+
+    /// s(x) = sim(h, K) / τ, `[B, T]`.
+    pub fn logits(&self, h: &Tensor) -> Tensor {
+        let similarity = match self.similarity {
+            Similarity::Cosine => cosine_matrix(h, &self.llm_embeddings),
+            Similarity::Inner => h.matmul(&self.llm_embeddings.tr()),
+        };
+        similarity / self.temperature
+    }
+}
+
+/// cos(a_i, b_j) for every pair, `[A, B]`.
+pub fn cosine_matrix(a: &Tensor, b: &Tensor) -> Tensor {
+    Tensor::cosine_similarity(&a.unsqueeze(1), &b.unsqueeze(0), 2, 1e-8)
+}
+
+fn long(values: &[i64], shape: &[i64], device: tch::Device) -> Tensor {
+    Tensor::from_slice(values).view(shape).to(device)
+}
+
+/// Sample-LLM contrastive loss: Σ_i mean_b −m_i(b) · log softmax([s_{p_i}, s_{N}])[0], with
+/// negatives that scored > 0.5 left out (logit −∞).
+pub fn sample_llm_loss(logits: &Tensor, choice: &LlmChoice, top_k: i64, last_k: i64) -> Tensor {
+    let device = logits.device();
+    let batch = logits.size()[0];
+    let positives = long(&choice.positives, &[batch, top_k], device);
+    let mask = Tensor::from_slice(&choice.positive_mask).view([batch, top_k]).to(device);
+    let negatives = long(&choice.negatives, &[batch, last_k], device);
+    let excluded = Tensor::from_slice(&choice.negative_excluded).view([batch, last_k]).to(device);
+    let negative_logits = logits.gather(1, &negatives, false).masked_fill(&excluded, f64::NEG_INFINITY);
+    let mut loss = Tensor::zeros([], (Kind::Float, device));
+    for i in 0..top_k {
+        let positive = logits.gather(1, &positives.narrow(1, i, 1), false);
+        let log_p =
+            Tensor::cat(&[positive, negative_logits.shallow_clone()], 1).log_softmax(1, Kind::Float).select(1, 0);
+        loss = loss + (-(log_p * mask.select(1, i))).mean(Kind::Float);
+    }
+    loss
+}
+
+/// Sample-sample contrastive loss: S = cos(h, h) / τ; mean over the kept anchors q of
+/// −log softmax([S_{q,pos}, S_{q,neg_1..H}])[0]. Zero when no anchor was kept.
+pub fn sample_sample_loss(h: &Tensor, pairs: &PairChoice, negatives: i64, temperature: f64) -> Tensor {
+    let device = h.device();
+    let kept = pairs.anchors.len() as i64;
+    if kept == 0 {
+        return Tensor::zeros([], (Kind::Float, device));
+    }
+    let similarity = cosine_matrix(h, h) / temperature;
+    let rows = similarity.index_select(0, &long(&pairs.anchors, &[kept], device));
+    let columns = Tensor::cat(
+        &[long(&pairs.positives, &[kept, 1], device), long(&pairs.negatives, &[kept, negatives], device)],
+        1,
+    );
+    -rows.gather(1, &columns, false).log_softmax(1, Kind::Float).select(1, 0).mean(Kind::Float)
+}
+
+/// ‖cos(K, K) − I‖_F.
+pub fn orthogonality_loss(llm_embeddings: &Tensor) -> Tensor {
+    let t = llm_embeddings.size()[0];
+    let identity = Tensor::eye(t, (Kind::Float, llm_embeddings.device()));
+    (cosine_matrix(llm_embeddings, llm_embeddings) - identity).square().sum(Kind::Float).sqrt()
+}

@@ -1,0 +1,260 @@
+//! The trainer: losses and gradients against a PyTorch transcription of SPEC §5, a tiny
+//! end-to-end run, checkpoints, `route`, `report --checkpoint`, and bad settings.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::encoder::tiny;
+use crate::util::{ok, python, read_csv, routerdc_with_env, stderr, stdout};
+use routerdc::stages::train::{choose_llms, choose_pairs, rng};
+
+/// A small deterministic generator for test data (values in [-1, 1)).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    }
+}
+
+fn run_json(mut command: Command, input: &Value) -> Value {
+    use std::io::Write as _;
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn flat(value: &Value) -> Vec<f64> {
+    match value {
+        Value::Array(items) => items.iter().flat_map(flat).collect(),
+        other => vec![other.as_f64().unwrap()],
+    }
+}
+
+#[test]
+fn losses_and_gradients_equal_the_pytorch_transcription_of_the_spec() {
+    let Some(python) = python() else { return };
+    let (b, t, d, h_neg) = (12usize, 5usize, 8usize, 3usize);
+    for (seed, similarity) in [(1u64, "cosine"), (2, "inner"), (3, "cosine")] {
+        let mut lcg = Lcg(seed);
+        let h: Vec<Vec<f64>> = (0..b).map(|_| (0..d).map(|_| lcg.next()).collect()).collect();
+        let k: Vec<Vec<f64>> = (0..t).map(|_| (0..d).map(|_| lcg.next() * 0.78).collect()).collect();
+        // Scores with ties, zeros and values above 0.5 among the lowest.
+        let levels = [0.0, 0.0, 0.3, 0.6, 0.9, 1.0];
+        let targets: Vec<Vec<f64>> =
+            (0..b).map(|_| (0..t).map(|_| levels[((lcg.next() + 1.0) * 3.0) as usize % 6]).collect()).collect();
+        let rows: Vec<&[f64]> = targets.iter().map(Vec::as_slice).collect();
+        let llm = choose_llms(&rows, 2, 3);
+        let groups: Vec<i64> = (0..b).map(|_| ((lcg.next() + 1.0) * 1.5) as i64).collect();
+        let pairs = choose_pairs(&groups, h_neg, false, &mut rng(seed));
+        assert!(!pairs.anchors.is_empty());
+        let case = json!({
+            "h": h, "K": k, "temperature": if seed == 3 { 0.5 } else { 1.0 }, "similarity": similarity,
+            "top_k": 2, "last_k": 3, "H": h_neg,
+            "positives": llm.positives, "positive_mask": llm.positive_mask,
+            "negatives": llm.negatives, "negative_excluded": llm.negative_excluded,
+            "anchors": pairs.anchors, "pair_positives": pairs.positives, "pair_negatives": pairs.negatives,
+            "cluster_weight": 1.0, "orth_weight": 0.5,
+        });
+        let mut reference = Command::new(&python);
+        reference.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/loss_reference.py"));
+        let theirs = run_json(reference, &case);
+        let mut ours_command = Command::new(env!("CARGO_BIN_EXE_routerdc-torch"));
+        ours_command.arg("losses");
+        let ours = run_json(ours_command, &case);
+        for key in ["sample_llm", "sample_sample", "orth", "total", "grad_h", "grad_K"] {
+            let (a, b) = (flat(&ours[key]), flat(&theirs[key]));
+            assert_eq!(a.len(), b.len(), "{key}");
+            let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+            assert!(worst < 1e-6, "{similarity}, seed {seed}: {key} differs by {worst}: {a:?} vs {b:?}");
+        }
+        assert!(flat(&theirs["grad_K"]).iter().any(|g| g.abs() > 1e-4), "the case exercises the gradients");
+    }
+}
+
+/// Two training tables where the best LLM follows the query's topic, with cluster ids.
+fn topic_tables(dir: &Path) -> std::path::PathBuf {
+    let topics = [("algebra", [1.0, 0.0, 0.0]), ("history", [0.0, 1.0, 0.0]), ("poetry", [0.0, 0.0, 1.0])];
+    let mut files = Vec::new();
+    for (name, offset) in [("mmlu_train", 0usize), ("gsm8k_train", 1)] {
+        let records: Vec<Value> = (0..24)
+            .map(|i| {
+                let (topic, scores) = topics[(i + offset) % 3];
+                json!({
+                    "question": format!("A question about {topic}, number {i}: {topic} {topic}?"),
+                    "scores": {"llm-a": scores[0], "llm-b": scores[1], "llm-c": scores[2]},
+                    "cluster_id": (i + offset) % 3,
+                })
+            })
+            .collect();
+        let path = dir.join(format!("{name}.json"));
+        std::fs::write(&path, serde_json::to_vec(&records).unwrap()).unwrap();
+        files.push(path.display().to_string());
+    }
+    let tables = dir.join("tables");
+    let mut args = vec!["import".to_owned(), "--out".into(), tables.display().to_string()];
+    args.extend(files);
+    ok(&routerdc_with_env(&args, &[]));
+    tables
+}
+
+#[test]
+fn a_tiny_router_trains_routes_and_reports() {
+    let Some(encoders) = tiny() else { return };
+    let temp = tempfile::tempdir().unwrap();
+    let tables = topic_tables(temp.path());
+    let out = temp.path().join("run");
+    let encoder = encoders.join("bert").display().to_string();
+    let tables_arg = tables.display().to_string();
+    let out_arg = out.display().to_string();
+    let train = routerdc_with_env(
+        [
+            "train",
+            "--train",
+            &tables_arg,
+            "--test",
+            &tables_arg,
+            "--out",
+            &out_arg,
+            "--encoder",
+            &encoder,
+            "--steps",
+            "40",
+            "--batch-size",
+            "12",
+            "--eval-steps",
+            "10",
+            "--samples-per-table",
+            "24",
+            "--learning-rate",
+            "0.005",
+            "--top-k",
+            "1",
+            "--last-k",
+            "2",
+        ],
+        &[],
+    );
+    ok(&train);
+    // The loss falls, and the router beats random routing on its own data.
+    let log = routerdc::io::read_parquet(&out.join("train_log.parquet")).unwrap();
+    let losses: Vec<f64> = log.column("loss").unwrap().f64().unwrap().into_no_null_iter().collect();
+    assert_eq!(losses.len(), 40);
+    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
+    assert!(mean(&losses[30..]) < mean(&losses[..10]), "loss did not fall: {losses:?}");
+    let sidecar: Value = serde_json::from_slice(&std::fs::read(out.join("best.json")).unwrap()).unwrap();
+    let validation = sidecar["validation_average"].as_f64().unwrap();
+    assert!(validation > 0.5, "a random router gets 1/3 here; the trained one got {validation}");
+    assert_eq!(sidecar["models"], json!(["llm-a", "llm-b", "llm-c"]));
+
+    // `report --checkpoint` puts the router's rows beside the baselines, equal to best.json's.
+    let report_dir = temp.path().join("report");
+    let report = routerdc_with_env(
+        [
+            "report",
+            "--tables",
+            &tables_arg,
+            "--checkpoint",
+            &out.join("best.safetensors").display().to_string(),
+            "--out",
+            &report_dir.display().to_string(),
+        ],
+        &[],
+    );
+    ok(&report);
+    let rows = read_csv(&report_dir.join("baselines.csv"));
+    let router_rows: Vec<_> = rows.iter().filter(|r| r["router"] == "routerdc" && r["scope"] == "dataset").collect();
+    assert_eq!(router_rows.len(), 2, "{}", stdout(&report));
+    for row in router_rows {
+        let dataset = &row["dataset"];
+        let expected = sidecar["validation"].as_array().unwrap().iter().find(|v| v[0] == json!(dataset)).unwrap()[1]
+            .as_f64()
+            .unwrap();
+        let got: f64 = row["acc_predict"].parse().unwrap();
+        assert!((got - expected).abs() < 1e-12, "{dataset}: report {got} vs training {expected}");
+    }
+
+    // `route` on stdin: one JSON object per line, probabilities summing to 1.
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_routerdc"))
+        .args(["route", "--checkpoint", &out.join("best.safetensors").display().to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"A question about algebra: algebra?\nA question about poetry: poetry?\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    for line in &lines {
+        let probs: f64 = line["probs"].as_object().unwrap().values().map(|v| v.as_f64().unwrap()).sum();
+        assert!((probs - 1.0).abs() < 1e-9);
+        assert!(["llm-a", "llm-b", "llm-c"].contains(&line["llm"].as_str().unwrap()));
+    }
+}
+
+#[test]
+fn bad_training_settings_are_usage_errors() {
+    let Some(encoders) = tiny() else { return };
+    let temp = tempfile::tempdir().unwrap();
+    let tables = topic_tables(temp.path()).display().to_string();
+    let encoder = encoders.join("bert").display().to_string();
+    let out = temp.path().join("o").display().to_string();
+    let train = |extra: &[&str], tables: &str| {
+        let mut args = vec!["train", "--train", tables, "--out", &out, "--encoder", &encoder, "--steps", "1"];
+        args.extend_from_slice(extra);
+        routerdc_with_env(args, &[])
+    };
+    let output = train(&["--top-k", "2", "--last-k", "2"], &tables);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("top_k (2) + last_k (2)"), "{}", stderr(&output));
+
+    // A table without cluster ids while the cluster loss is on.
+    let plain = temp.path().join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    let records = json!([{"question": "q one", "scores": {"llm-a": 1.0, "llm-b": 0.0, "llm-c": 0.0}}]);
+    std::fs::write(plain.join("mmlu_train.json"), records.to_string()).unwrap();
+    let plain_tables = plain.join("tables");
+    ok(&routerdc_with_env(
+        ["import", "--out", &plain_tables.display().to_string(), &plain.join("mmlu_train.json").display().to_string()],
+        &[],
+    ));
+    let output = train(&["--top-k", "1", "--last-k", "1"], &plain_tables.display().to_string());
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("mmlu_train.parquet") && stderr(&output).contains("no cluster id"),
+        "{}",
+        stderr(&output)
+    );
+
+    // Different model lists between the training and test tables.
+    let other = temp.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let records = json!([{"question": "q", "scores": {"llm-x": 1.0, "llm-y": 0.0, "llm-z": 0.0}}]);
+    std::fs::write(other.join("mmlu_test.json"), records.to_string()).unwrap();
+    let other_tables = other.join("tables").display().to_string();
+    ok(&routerdc_with_env(
+        ["import", "--out", &other_tables, &other.join("mmlu_test.json").display().to_string()],
+        &[],
+    ));
+    let output = train(&["--test", &other_tables, "--top-k", "1", "--last-k", "1"], &tables);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("llm-x"), "{}", stderr(&output));
+}
