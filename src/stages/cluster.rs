@@ -66,7 +66,8 @@ pub struct ClusterConfig {
     #[arg(long, default_value_t = 1000)]
     #[serde(default = "default_iterations")]
     pub max_iterations: u64,
-    /// Stop a restart when the centroids move less than this.
+    /// Stop a restart when the centroids' squared shift falls below this times the data's mean
+    /// per-feature variance (scikit-learn's `tol`).
     #[arg(long, default_value_t = 1e-4)]
     #[serde(default = "default_tolerance")]
     pub tolerance: f32,
@@ -176,10 +177,14 @@ pub fn cluster(config: &ClusterConfig, tables: &[LoadedTable], vectors: &[Array2
         None => matrix.clone(),
     };
     let fit = project(&fit);
+    // scikit-learn's tolerance: the squared centroid shift, relative to the mean per-feature
+    // variance of the data; linfa compares the (unsquared) shift with an absolute tolerance.
+    let mean_variance = fit.var_axis(Axis(0), 0.0).mean().unwrap_or(0.0);
+    let tolerance = if mean_variance > 0.0 { (config.tolerance * mean_variance).sqrt() } else { config.tolerance };
     let model = KMeans::params_with_rng(config.k, Xoshiro256Plus::seed_from_u64(config.seed))
         .n_runs(config.restarts.max(1))
         .max_n_iterations(config.max_iterations)
-        .tolerance(config.tolerance)
+        .tolerance(tolerance)
         .fit(&DatasetBase::from(fit.clone()))
         .map_err(|error| Error::input(format!("k-means failed: {error}"), ""))?;
     let centroids = model.centroids().clone();

@@ -118,6 +118,15 @@ pub struct TrainConfig {
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     #[serde(default)]
     pub device: DeviceChoice,
+    /// Save `last.safetensors` + `last.json` (weights, optimizer state, log) every this many
+    /// steps (0 = at evaluations); an interrupted run loses at most the steps since then.
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub checkpoint_steps: usize,
+    /// Continue the run saved in `--out` (`last.*`) with the same settings; `--steps` may grow.
+    #[arg(long)]
+    #[serde(default)]
+    pub resume: bool,
 }
 
 mod defaults {

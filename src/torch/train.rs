@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor, nn, nn::OptimizerConfig};
+use tch::{Device, Kind, Tensor, nn};
 
 use routerdc::encoder::tokenize::TextTokenizer;
 use routerdc::encoder::{self, EncoderConfig, EncoderFiles};
@@ -127,9 +127,7 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
             }
         }
     }
-    let mut optimizer = nn::adamw(0.9, 0.999, config.weight_decay)
-        .build(&store, config.learning_rate)
-        .map_err(|error| Error::input(format!("building AdamW: {error}"), ""))?;
+    let mut optimizer = AdamW::new(&store, config.learning_rate, config.weight_decay);
 
     let prepare = |tables: Vec<LoadedTable>| -> Result<Data> {
         let ids = tokenise(&tables, &tokenizer)?;
@@ -160,22 +158,36 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
             .collect()
     };
 
-    let mut rng = train::rng(config.seed);
     let examples = train::examples(&train_data.tables, config.samples_per_table, config.cost_rate);
-    let mut order = train::epoch_order(examples.len(), &mut rng);
-    let mut cursor = 0;
+    let mut plan = Plan::new(config, examples.len());
     let mut log = TrainLog::default();
     let mut best: Option<f64> = None;
-    let bar = routerdc::progress::bar(config.steps as u64, "train", quiet);
-    let (top_k, last_k, negatives) = (config.top_k as i64, config.last_k as i64, config.negatives as i64);
-    for step in 1..=config.steps {
-        if cursor + config.batch_size > order.len() {
-            order = train::epoch_order(examples.len(), &mut rng);
-            cursor = 0;
+    let mut first_step = 1;
+    if config.resume {
+        let state = load_last(config, &mut store, &mut optimizer)?;
+        // The data side is replayed: its draws depend only on the seed and the settings.
+        for _ in 0..state.step {
+            plan.next(config, &examples);
         }
-        let batch: Vec<&train::Example> =
-            order[cursor..cursor + config.batch_size].iter().map(|&i| &examples[i]).collect();
-        cursor += config.batch_size;
+        first_step = state.step + 1;
+        best = state.best;
+        log = state.log;
+        if !quiet {
+            eprintln!("resuming after step {} from {}", state.step, config.out.join("last.safetensors").display());
+        }
+    }
+    let bar = routerdc::progress::bar(config.steps as u64, "train", quiet);
+    bar.set_position(first_step as u64 - 1);
+    let (top_k, last_k, negatives) = (config.top_k as i64, config.last_k as i64, config.negatives as i64);
+    let mut step_time = 0.0;
+    let checkpoint_steps =
+        if config.checkpoint_steps == 0 { config.eval_steps.max(1) } else { config.checkpoint_steps };
+    for step in first_step..=config.steps {
+        let step_started = Instant::now();
+        // Dropout draws depend on the step alone, so a resumed run draws what the uninterrupted one did.
+        tch::manual_seed((config.seed as i64).wrapping_mul(1_000_003).wrapping_add(step as i64));
+        let (rows, cluster_pairs, task_pairs) = plan.next(config, &examples);
+        let batch: Vec<&train::Example> = rows.iter().map(|&i| &examples[i]).collect();
 
         let h = match &train_data.frozen {
             Some(h) => {
@@ -194,17 +206,13 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
             sample_llm_loss(&logits, &train::choose_llms(&targets, config.top_k, config.last_k), top_k, last_k);
         let mut loss = llm_loss.shallow_clone();
         let mut cluster_loss = 0.0;
-        if config.cluster_weight != 0.0 {
-            let groups: Vec<i64> = batch.iter().map(|e| e.cluster).collect();
-            let pairs = train::choose_pairs(&groups, config.negatives, config.exclude_self, &mut rng);
+        if let Some(pairs) = cluster_pairs {
             let term = sample_sample_loss(&h, &pairs, negatives, config.temperature);
             cluster_loss = term.double_value(&[]);
             loss = loss + term * config.cluster_weight;
         }
         let mut task_loss = 0.0;
-        if config.task_weight != 0.0 {
-            let groups: Vec<i64> = batch.iter().map(|e| e.table as i64).collect();
-            let pairs = train::choose_pairs(&groups, config.negatives, config.exclude_self, &mut rng);
+        if let Some(pairs) = task_pairs {
             let term = sample_sample_loss(&h, &pairs, negatives, config.temperature);
             task_loss = term.double_value(&[]);
             loss = loss + term * config.task_weight;
@@ -215,11 +223,18 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
             orth_loss = term.double_value(&[]);
             loss = loss + term * config.orth_weight;
         }
-        optimizer.backward_step(&loss);
+        optimizer.zero_grad();
+        loss.backward();
+        optimizer.step();
         let total = loss.double_value(&[]);
+        // The first step pays one-off costs (allocations, kernel set-up); time the others.
+        if step > 1 {
+            step_time += step_started.elapsed().as_secs_f64();
+        }
         bar.set_message(format!("loss {total:.4}"));
         bar.inc(1);
         log.losses.push((step, total, llm_loss.double_value(&[]), cluster_loss, task_loss, orth_loss));
+        log.step_seconds.push(started.elapsed().as_secs_f64());
 
         if step % config.eval_steps.max(1) == 0 || step == config.steps {
             let evaluation = Evaluation { validation: evaluate(&train_data), test: evaluate(&test_data) };
@@ -258,13 +273,18 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
                 save_checkpoint(&store, &sidecar, &config.out.join("best"))?;
             }
         }
+        if step % checkpoint_steps == 0 || step == config.steps {
+            save_last(config, &store, &optimizer, &LastState { step, best, log: log.clone() })?;
+        }
     }
     bar.finish_and_clear();
     let log_path = config.out.join("train_log.parquet");
     routerdc::io::write_parquet(&mut log.frame()?, &log_path)?;
     if !quiet {
+        let per_step = if config.steps > 1 { step_time / (config.steps - 1) as f64 } else { f64::NAN };
         eprintln!(
-            "trained {} steps in {:.1} s; best validation acc_predict {:.4}; wrote {} and {}",
+            "trained {} steps in {:.1} s ({per_step:.3} s/step after the first, evaluations excluded); \
+             best validation acc_predict {:.4}; wrote {} and {}",
             config.steps,
             started.elapsed().as_secs_f64(),
             best.unwrap_or(f64::NAN),
@@ -330,17 +350,20 @@ impl LoadedRouter {
     }
 }
 
-#[derive(Default)]
+#[derive(Default, Clone, Serialize, Deserialize)]
 struct TrainLog {
     /// step, total, sample-LLM, cluster, task, orthogonality.
     losses: Vec<(usize, f64, f64, f64, f64, f64)>,
+    /// Time since the start (data preparation included) when each step finished.
+    step_seconds: Vec<f64>,
     /// step, seconds, validation and test (dataset, acc, acc_predict).
     evaluations: Vec<(usize, f64, Vec<(String, f64, f64)>, Vec<(String, f64, f64)>)>,
 }
 
 impl TrainLog {
-    /// One row per step: the loss terms, and for evaluation steps the per-table acc and
-    /// acc_predict (`val:<table>:acc_predict`, `test:<table>:acc`, ...) and the elapsed time.
+    /// One row per step: the loss terms and the time since the start when the step finished
+    /// (evaluations run after their step), and for evaluation steps the per-table acc and
+    /// acc_predict (`val:<table>:acc_predict`, `test:<table>:acc`, ...) and their average.
     fn frame(&self) -> Result<DataFrame> {
         let steps: Vec<i64> = self.losses.iter().map(|l| l.0 as i64).collect();
         let mut columns = vec![
@@ -352,7 +375,7 @@ impl TrainLog {
             Column::new("loss_orthogonal".into(), self.losses.iter().map(|l| l.5).collect::<Vec<_>>()),
         ];
         let at = |step: i64| self.evaluations.iter().find(|e| e.0 as i64 == step);
-        columns.push(Column::new("seconds".into(), steps.iter().map(|&s| at(s).map(|e| e.1)).collect::<Vec<_>>()));
+        columns.push(Column::new("seconds".into(), &self.step_seconds));
         columns.push(Column::new(
             "val_average".into(),
             steps.iter().map(|&s| at(s).map(|e| average(&e.2))).collect::<Vec<_>>(),
@@ -468,4 +491,164 @@ pub fn run_route(config: &train::RouteConfig, quiet: bool) -> Result<()> {
             .map_err(|source| Error::Write { path: "<stdout>".into(), source })?;
     }
     Ok(())
+}
+
+/// The data side of the loop: the epoch order and the pair draws, from one seeded generator.
+struct Plan {
+    rng: train::Rng,
+    order: Vec<usize>,
+    cursor: usize,
+}
+
+impl Plan {
+    fn new(config: &TrainConfig, examples: usize) -> Plan {
+        let mut rng = train::rng(config.seed);
+        let order = train::epoch_order(examples, &mut rng);
+        Plan { rng, order, cursor: 0 }
+    }
+
+    /// The next batch (positions in the example list) and the cluster and task pairs for it.
+    fn next(
+        &mut self,
+        config: &TrainConfig,
+        examples: &[train::Example],
+    ) -> (Vec<usize>, Option<train::PairChoice>, Option<train::PairChoice>) {
+        if self.cursor + config.batch_size > self.order.len() {
+            self.order = train::epoch_order(examples.len(), &mut self.rng);
+            self.cursor = 0;
+        }
+        let rows = self.order[self.cursor..self.cursor + config.batch_size].to_vec();
+        self.cursor += config.batch_size;
+        let mut pairs =
+            |groups: Vec<i64>| train::choose_pairs(&groups, config.negatives, config.exclude_self, &mut self.rng);
+        let cluster =
+            (config.cluster_weight != 0.0).then(|| pairs(rows.iter().map(|&i| examples[i].cluster).collect()));
+        let task = (config.task_weight != 0.0).then(|| pairs(rows.iter().map(|&i| examples[i].table as i64).collect()));
+        (rows, cluster, task)
+    }
+}
+
+/// AdamW exactly as `torch.optim.AdamW` (decoupled weight decay, bias-corrected moments), with
+/// its state in tensors that `last.safetensors` keeps.
+struct AdamW {
+    learning_rate: f64,
+    weight_decay: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    step: i64,
+    /// (name, parameter, first moment, second moment) of every trainable variable.
+    slots: Vec<(String, Tensor, Tensor, Tensor)>,
+}
+
+impl AdamW {
+    fn new(store: &nn::VarStore, learning_rate: f64, weight_decay: f64) -> AdamW {
+        let mut variables: Vec<(String, Tensor)> =
+            store.variables().into_iter().filter(|(_, v)| v.requires_grad()).collect();
+        variables.sort_by(|a, b| a.0.cmp(&b.0));
+        let slots = variables
+            .into_iter()
+            .map(|(name, p)| {
+                let (m, v) = (p.zeros_like().detach(), p.zeros_like().detach());
+                (name, p, m, v)
+            })
+            .collect();
+        AdamW { learning_rate, weight_decay, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 0, slots }
+    }
+
+    fn zero_grad(&mut self) {
+        for (_, p, _, _) in &mut self.slots {
+            p.zero_grad();
+        }
+    }
+
+    fn step(&mut self) {
+        self.step += 1;
+        let (lr, b1, b2) = (self.learning_rate, self.beta1, self.beta2);
+        let correction1 = 1.0 - b1.powi(self.step as i32);
+        let correction2_sqrt = (1.0 - b2.powi(self.step as i32)).sqrt();
+        tch::no_grad(|| {
+            for (_, p, m, v) in &mut self.slots {
+                let g = p.grad();
+                if !g.defined() {
+                    continue;
+                }
+                let _ = p.g_mul_scalar_(1.0 - lr * self.weight_decay);
+                let _ = m.g_mul_scalar_(b1).g_add_(&(&g * (1.0 - b1)));
+                let _ = v.g_mul_scalar_(b2).g_add_(&(&g * &g * (1.0 - b2)));
+                let denom = v.sqrt() / correction2_sqrt + self.eps;
+                let _ = p.g_sub_(&(&*m / &denom * (lr / correction1)));
+            }
+        });
+    }
+}
+
+/// What `last.json` holds besides the tensors.
+#[derive(Clone, Serialize, Deserialize)]
+struct LastState {
+    step: usize,
+    best: Option<f64>,
+    log: TrainLog,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LastFile {
+    settings: TrainConfig,
+    optimizer_step: i64,
+    state: LastState,
+}
+
+fn save_last(config: &TrainConfig, store: &nn::VarStore, optimizer: &AdamW, state: &LastState) -> Result<()> {
+    let mut tensors: Vec<(String, Tensor)> = store.variables().into_iter().collect();
+    for (name, _, m, v) in &optimizer.slots {
+        tensors.push((format!("optimizer.m.{name}"), m.shallow_clone()));
+        tensors.push((format!("optimizer.v.{name}"), v.shallow_clone()));
+    }
+    let path = config.out.join("last.safetensors");
+    let partial = config.out.join("last.partial.safetensors");
+    Tensor::write_safetensors(&tensors, &partial)
+        .map_err(|error| Error::input(format!("saving `{}`: {error}", path.display()), ""))?;
+    std::fs::rename(&partial, &path).map_err(|source| Error::Write { path: path.clone(), source })?;
+    let file = LastFile { settings: config.clone(), optimizer_step: optimizer.step, state: state.clone() };
+    routerdc::io::write_text(&serde_json::to_string(&file).unwrap_or_default(), &config.out.join("last.json"))
+}
+
+fn load_last(config: &TrainConfig, store: &mut nn::VarStore, optimizer: &mut AdamW) -> Result<LastState> {
+    let json_path = config.out.join("last.json");
+    let hint = "`--resume` continues a run in the same `--out` folder; start without it to train anew";
+    let file: LastFile = serde_json::from_slice(&routerdc::io::read_bytes(&json_path)?)
+        .map_err(|error| Error::input(format!("`{}`: {error}", json_path.display()), hint))?;
+    let comparable = |settings: &TrainConfig| {
+        let mut settings = settings.clone();
+        settings.steps = 0;
+        settings.resume = false;
+        serde_json::to_value(settings).unwrap_or_default()
+    };
+    if comparable(&file.settings) != comparable(config) {
+        return Err(Error::setting(
+            "resume",
+            format!(
+                "the settings differ from those of the run saved in `{}` (only --steps may change)",
+                json_path.display()
+            ),
+        ));
+    }
+    let path = config.out.join("last.safetensors");
+    let saved: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&path)
+        .map_err(|error| Error::input(format!("`{}`: {error}", path.display()), hint))?
+        .into_iter()
+        .collect();
+    let missing = |name: &str| Error::input(format!("`{}` lacks `{name}`", path.display()), hint);
+    tch::no_grad(|| -> Result<()> {
+        for (name, mut variable) in store.variables() {
+            variable.copy_(saved.get(&name).ok_or_else(|| missing(&name))?);
+        }
+        for (name, _, m, v) in &mut optimizer.slots {
+            m.copy_(saved.get(&format!("optimizer.m.{name}")).ok_or_else(|| missing(name))?);
+            v.copy_(saved.get(&format!("optimizer.v.{name}")).ok_or_else(|| missing(name))?);
+        }
+        Ok(())
+    })?;
+    optimizer.step = file.optimizer_step;
+    Ok(file.state)
 }

@@ -258,3 +258,113 @@ fn bad_training_settings_are_usage_errors() {
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("llm-x"), "{}", stderr(&output));
 }
+
+#[test]
+fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
+    let Some(encoders) = tiny() else { return };
+    let temp = tempfile::tempdir().unwrap();
+    let tables = topic_tables(temp.path()).display().to_string();
+    let encoder = encoders.join("bert").display().to_string();
+    let train = |out: &Path, steps: &str, extra: &[&str]| {
+        let out = out.display().to_string();
+        let mut args = vec![
+            "train",
+            "--train",
+            &tables,
+            "--out",
+            &out,
+            "--encoder",
+            &encoder,
+            "--steps",
+            steps,
+            "--batch-size",
+            "12",
+            "--eval-steps",
+            "5",
+            "--samples-per-table",
+            "24",
+            "--learning-rate",
+            "0.005",
+            "--top-k",
+            "1",
+            "--last-k",
+            "2",
+            "--task-weight",
+            "0.5",
+        ];
+        args.extend_from_slice(extra);
+        let output = routerdc_with_env(args, &[]);
+        ok(&output);
+        output
+    };
+    let whole = temp.path().join("whole");
+    train(&whole, "10", &[]);
+    let parts = temp.path().join("parts");
+    train(&parts, "5", &[]);
+    let resumed = train(&parts, "10", &["--resume"]);
+    assert!(stderr(&resumed).contains("resuming after step 5"), "{}", stderr(&resumed));
+    let tensors = |dir: &Path| -> Vec<(String, Vec<f32>)> {
+        let mut all: Vec<(String, Vec<f32>)> =
+            routerdc::io::read_bytes(&dir.join("last.safetensors")).map(|bytes| safetensors_f32(&bytes)).unwrap();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    };
+    let (a, b) = (tensors(&whole), tensors(&parts));
+    assert_eq!(a.len(), b.len());
+    assert!(a.iter().any(|(name, _)| name.starts_with("optimizer.m.")), "the optimizer state is saved");
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        let worst = x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+        assert!(worst <= 1e-6, "{name} differs by {worst} after resuming");
+    }
+    let losses = |dir: &Path| -> Vec<f64> {
+        let log = routerdc::io::read_parquet(&dir.join("train_log.parquet")).unwrap();
+        log.column("loss").unwrap().f64().unwrap().into_no_null_iter().collect()
+    };
+    assert_eq!(losses(&whole).len(), 10);
+    for (x, y) in losses(&whole).iter().zip(losses(&parts)) {
+        assert!((x - y).abs() < 1e-6, "logged losses differ: {x} vs {y}");
+    }
+    // Other settings than --steps are refused on resume.
+    let output = routerdc_with_env(
+        [
+            "train",
+            "--train",
+            &tables,
+            "--out",
+            &parts.display().to_string(),
+            "--encoder",
+            &encoder,
+            "--steps",
+            "12",
+            "--resume",
+            "--seed",
+            "7",
+            "--top-k",
+            "1",
+            "--last-k",
+            "2",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("only --steps may change"), "{}", stderr(&output));
+}
+
+/// The float32 tensors of a safetensors file, by name (a minimal reader for the test).
+fn safetensors_f32(bytes: &[u8]) -> Vec<(String, Vec<f32>)> {
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let data = &bytes[8 + header_len..];
+    header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(name, info)| *name != "__metadata__" && info["dtype"] == "F32")
+        .map(|(name, info)| {
+            let offsets = info["data_offsets"].as_array().unwrap();
+            let (start, end) = (offsets[0].as_u64().unwrap() as usize, offsets[1].as_u64().unwrap() as usize);
+            let values = data[start..end].chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+            (name.clone(), values)
+        })
+        .collect()
+}
