@@ -43,3 +43,15 @@ pub fn rate_bar(len: u64, message: &'static str, quiet: bool) -> ProgressBar {
     bar.set_message(message);
     bar
 }
+
+/// A bar over training steps: the time left, and a message (the loss) beside it.
+pub fn steps_bar(len: u64, quiet: bool) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(
+        Some(len),
+        if quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() },
+    );
+    if let Ok(style) = ProgressStyle::with_template("     train [{bar:30}] {pos}/{len} steps ETA {eta} {wide_msg}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}

@@ -118,6 +118,11 @@ pub struct TrainConfig {
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     #[serde(default)]
     pub device: DeviceChoice,
+    /// Length bucketing: sort each window of this many batches by query length before cutting it
+    /// into batches, then shuffle those batches (less padding; batches mix fewer tasks). 0 = off.
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub length_buckets: usize,
     /// Save `last.safetensors` + `last.json` (weights, optimizer state, log) every this many
     /// steps (0 = at evaluations); an interrupted run loses at most the steps since then.
     #[arg(long, default_value_t = 0)]
@@ -275,6 +280,23 @@ pub fn epoch_order(n: usize, rng: &mut Rng) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
     shuffle(&mut order, rng);
     order
+}
+
+/// Length bucketing of an epoch order: each window of `window × batch` positions is sorted by
+/// `lengths` and cut into batches, whose order within the window is then shuffled.
+pub fn bucket(order: Vec<usize>, lengths: &[usize], batch: usize, window: usize, rng: &mut Rng) -> Vec<usize> {
+    if window == 0 || batch == 0 {
+        return order;
+    }
+    let mut out = Vec::with_capacity(order.len());
+    for chunk in order.chunks(batch * window) {
+        let mut sorted = chunk.to_vec();
+        sorted.sort_by_key(|&i| lengths[i]);
+        let mut batches: Vec<&[usize]> = sorted.chunks(batch).collect();
+        shuffle(&mut batches, rng);
+        out.extend(batches.into_iter().flatten());
+    }
+    out
 }
 
 /// The sample-LLM loss's choices for a batch (SPEC §5), row-major.

@@ -129,11 +129,33 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
     }
     let mut optimizer = AdamW::new(&store, config.learning_rate, config.weight_decay);
 
+    // A frozen encoder's vectors are `embed`'s (first token, same length and truncation): they
+    // come from the embedding cache and its parallel workers.
+    let embed_options = embed::EncoderOptions {
+        encoder: config.encoder.clone(),
+        pooling: routerdc::encoder::Pooling::First,
+        max_length: config.max_length,
+        truncation: config.truncation,
+        batch_size: config.batch_size,
+        device: config.device,
+        workers: 0,
+        no_cache: false,
+    };
     let prepare = |tables: Vec<LoadedTable>| -> Result<Data> {
         let ids = tokenise(&tables, &tokenizer)?;
-        let frozen = config
-            .freeze_encoder
-            .then(|| ids.iter().map(|ids| encode_all(&router, ids, config.batch_size, pad, device)).collect());
+        let frozen = if config.freeze_encoder && !tables.is_empty() {
+            let (vectors, dim, _, _) = super::embed::embed_tables(&tables, &embed_options, quiet)?;
+            let tensors = vectors
+                .into_iter()
+                .map(|flat| {
+                    let rows = (flat.len() / dim.max(1)) as i64;
+                    Tensor::from_slice(&flat).view([rows, dim as i64]).to(device)
+                })
+                .collect();
+            Some(tensors)
+        } else {
+            config.freeze_encoder.then(Vec::new)
+        };
         Ok(Data { tables, ids, frozen })
     };
     let started = Instant::now();
@@ -159,7 +181,8 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
     };
 
     let examples = train::examples(&train_data.tables, config.samples_per_table, config.cost_rate);
-    let mut plan = Plan::new(config, examples.len());
+    let lengths: Vec<usize> = examples.iter().map(|e| train_data.ids[e.table][e.row].len()).collect();
+    let mut plan = Plan::new(config, lengths);
     let mut log = TrainLog::default();
     let mut best: Option<f64> = None;
     let mut first_step = 1;
@@ -176,7 +199,7 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
             eprintln!("resuming after step {} from {}", state.step, config.out.join("last.safetensors").display());
         }
     }
-    let bar = routerdc::progress::bar(config.steps as u64, "train", quiet);
+    let bar = routerdc::progress::steps_bar(config.steps as u64, quiet);
     bar.set_position(first_step as u64 - 1);
     let (top_k, last_k, negatives) = (config.top_k as i64, config.last_k as i64, config.negatives as i64);
     let mut step_time = 0.0;
@@ -498,13 +521,21 @@ struct Plan {
     rng: train::Rng,
     order: Vec<usize>,
     cursor: usize,
+    /// Token count of each example, for length bucketing.
+    lengths: Vec<usize>,
 }
 
 impl Plan {
-    fn new(config: &TrainConfig, examples: usize) -> Plan {
-        let mut rng = train::rng(config.seed);
-        let order = train::epoch_order(examples, &mut rng);
-        Plan { rng, order, cursor: 0 }
+    fn new(config: &TrainConfig, lengths: Vec<usize>) -> Plan {
+        let mut plan = Plan { rng: train::rng(config.seed), order: Vec::new(), cursor: 0, lengths };
+        plan.new_epoch(config);
+        plan
+    }
+
+    fn new_epoch(&mut self, config: &TrainConfig) {
+        let order = train::epoch_order(self.lengths.len(), &mut self.rng);
+        self.order = train::bucket(order, &self.lengths, config.batch_size, config.length_buckets, &mut self.rng);
+        self.cursor = 0;
     }
 
     /// The next batch (positions in the example list) and the cluster and task pairs for it.
@@ -514,8 +545,7 @@ impl Plan {
         examples: &[train::Example],
     ) -> (Vec<usize>, Option<train::PairChoice>, Option<train::PairChoice>) {
         if self.cursor + config.batch_size > self.order.len() {
-            self.order = train::epoch_order(examples.len(), &mut self.rng);
-            self.cursor = 0;
+            self.new_epoch(config);
         }
         let rows = self.order[self.cursor..self.cursor + config.batch_size].to_vec();
         self.cursor += config.batch_size;
