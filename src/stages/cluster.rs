@@ -181,7 +181,7 @@ pub fn cluster(config: &ClusterConfig, tables: &[LoadedTable], vectors: &[Array2
     // variance of the data; linfa compares the (unsquared) shift with an absolute tolerance.
     let mean_variance = fit.var_axis(Axis(0), 0.0).mean().unwrap_or(0.0);
     let tolerance = if mean_variance > 0.0 { (config.tolerance * mean_variance).sqrt() } else { config.tolerance };
-    let model = KMeans::params_with_rng(config.k, Xoshiro256Plus::seed_from_u64(config.seed))
+    let model = KMeans::params_with(config.k, Xoshiro256Plus::seed_from_u64(config.seed), SquaredL2)
         .n_runs(config.restarts.max(1))
         .max_n_iterations(config.max_iterations)
         .tolerance(tolerance)
@@ -193,6 +193,47 @@ pub fn cluster(config: &ClusterConfig, tables: &[LoadedTable], vectors: &[Array2
         fit.outer_iter().zip(fitted.iter()).map(|(row, &id)| squared_distance(row, centroids.row(id))).sum::<f64>();
     let ids = vectors.iter().map(|matrix| model.predict(&project(matrix)).to_vec()).collect();
     Ok(Clustering { ids, fitted_rows: fit.nrows(), inertia, centroids })
+}
+
+/// linfa's L2 distance, with the squared distance summed in eight lanes so that the compiler
+/// vectorises it (linfa's own sums one element at a time, 3× slower than scikit-learn here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SquaredL2;
+
+impl linfa_nn::distance::Distance<f32> for SquaredL2 {
+    fn distance<D: ndarray::Dimension>(&self, a: ndarray::ArrayView<f32, D>, b: ndarray::ArrayView<f32, D>) -> f32 {
+        self.rdistance(a, b).sqrt()
+    }
+
+    #[inline]
+    fn rdistance<D: ndarray::Dimension>(&self, a: ndarray::ArrayView<f32, D>, b: ndarray::ArrayView<f32, D>) -> f32 {
+        match (a.as_slice(), b.as_slice()) {
+            (Some(a), Some(b)) => squared_l2(a, b),
+            _ => a.iter().zip(b.iter()).map(|(x, y)| (x - y) * (x - y)).sum(),
+        }
+    }
+
+    fn rdist_to_dist(&self, rdist: f32) -> f32 {
+        rdist.sqrt()
+    }
+
+    fn dist_to_rdist(&self, dist: f32) -> f32 {
+        dist * dist
+    }
+}
+
+#[inline]
+fn squared_l2(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(x, y)| (x - y) * (x - y)).sum();
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for lane in 0..8 {
+            let d = x[lane] - y[lane];
+            lanes[lane] += d * d;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 fn squared_distance(a: ArrayView1<f32>, b: ArrayView1<f32>) -> f64 {
@@ -338,6 +379,20 @@ pub fn to_matrix(rows: Vec<Vec<f32>>, path: &Path) -> Result<Array2<f32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lane_sums_equal_the_plain_squared_distance() {
+        use linfa_nn::distance::Distance as _;
+        let a: Vec<f32> = (0..19).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..19).map(|i| (i as f32 * 0.11).cos()).collect();
+        let plain: f32 = a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum();
+        let fast = SquaredL2.rdistance(ndarray::ArrayView1::from(&a), ndarray::ArrayView1::from(&b));
+        assert!((plain - fast).abs() < 1e-5, "{plain} vs {fast}");
+        // A strided view takes the plain path.
+        let m = ndarray::Array2::from_shape_vec((19, 2), a.iter().flat_map(|&x| [x, 0.0]).collect()).unwrap();
+        let strided = SquaredL2.rdistance(m.column(0), ndarray::ArrayView1::from(&b));
+        assert!((plain - strided).abs() < 1e-5);
+    }
 
     #[test]
     fn pca_finds_the_direction_of_largest_spread() {
