@@ -7,15 +7,8 @@
 # Usage: ROUTERDC_DATA=../shared/routerdc-data bench/cluster/run.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-: "${ROUTERDC_DATA:?set ROUTERDC_DATA to the RouterDC data folder (../shared/routerdc-data)}"
-python="${ROUTERDC_CACHE:-$HOME/.cache/routerdc}/venv/bin/python"
-bench_venv="${ROUTERDC_CACHE:-$HOME/.cache/routerdc}/bench-venv"
-[ -x "$bench_venv/bin/python" ] || python3 -m venv "$bench_venv"
-pyarrow_python="$bench_venv/bin/python"
-"$pyarrow_python" -c 'import pandas, pyarrow' 2>/dev/null || "$pyarrow_python" -m pip install --quiet pandas pyarrow
+source bench/common.sh
 work="${BENCH_DIR:-/tmp/routerdc-bench-cluster}"
-cargo build --release --locked --quiet
-bin="$(cargo metadata --format-version 1 --no-deps | "$python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/routerdc"
 rm -rf "$work" && mkdir -p "$work/json"
 "$python" - "$ROUTERDC_DATA" "$work" <<'PY'
 import glob, json, sys

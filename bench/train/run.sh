@@ -8,14 +8,10 @@
 # Usage: ROUTERDC_DATA=../shared/routerdc-data bench/train/run.sh [STEPS_FOR_TIMING] [BATCH]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-: "${ROUTERDC_DATA:?set ROUTERDC_DATA to the RouterDC data folder (../shared/routerdc-data)}"
-python="${ROUTERDC_CACHE:-$HOME/.cache/routerdc}/venv/bin/python"
+source bench/common.sh
 work="${BENCH_DIR:-/tmp/routerdc-bench-train}"
 timing_steps="${1:-5}"
 batch="${2:-64}"
-cargo build --release --locked --quiet
-bin="$(cargo metadata --format-version 1 --no-deps | "$python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/routerdc"
-encoder="$("$bin" doctor | sed -n 's/.*default encoder *//p')"
 rm -rf "$work" && mkdir -p "$work"
 "$bin" --quiet import --out "$work/train" "$ROUTERDC_DATA"/split2_model7_cluster/*.json
 d="$ROUTERDC_DATA/split2_model7"

@@ -1,0 +1,14 @@
+# Sourced by the embed, cluster and train bench scripts (from the repository root): checks
+# ROUTERDC_DATA, builds routerdc, and sets `python` (routerdc's venv: torch, transformers,
+# scikit-learn), `pyarrow_python` (a venv of its own with pandas + pyarrow for reading parquet,
+# kept out of the test venv, see bench/convert/run.sh), `bin` (the routerdc binary) and
+# `encoder` (the default encoder's folder).
+: "${ROUTERDC_DATA:?set ROUTERDC_DATA to the RouterDC data folder (../shared/routerdc-data)}"
+python="${ROUTERDC_CACHE:-$HOME/.cache/routerdc}/venv/bin/python"
+bench_venv="${ROUTERDC_CACHE:-$HOME/.cache/routerdc}/bench-venv"
+[ -x "$bench_venv/bin/python" ] || python3 -m venv "$bench_venv"
+pyarrow_python="$bench_venv/bin/python"
+"$pyarrow_python" -c 'import pandas, pyarrow' 2>/dev/null || "$pyarrow_python" -m pip install --quiet pandas pyarrow
+cargo build --release --locked --quiet
+bin="$(cargo metadata --format-version 1 --no-deps | "$python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/routerdc"
+encoder="$("$bin" doctor | sed -n 's/.*default encoder *//p')"
