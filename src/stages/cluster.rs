@@ -47,7 +47,7 @@ pub struct ClusterConfig {
     /// Folder of scored tables (`*.parquet`).
     #[arg(long, value_name = "DIR")]
     pub tables: PathBuf,
-    /// Folder for the tables with `cluster_id` set, and `clusters.{parquet,csv,md}`.
+    /// Folder for the tables with `cluster_id` set, and `cluster_report/clusters.{parquet,csv,md}`.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Embeddings from `routerdc embed` (one `<table>.parquet` per table); default: embed now.
@@ -332,12 +332,16 @@ pub fn write_outputs(config: &ClusterConfig, tables: &[LoadedTable], clustering:
         table.cluster_ids = ids.iter().map(|&id| Some(id as i64)).collect();
         written.push(crate::io::write_table(&table, out)?);
     }
+    // The report goes into a subfolder, so that `out` holds tables only (later stages read every
+    // `*.parquet` in it as a table).
+    let report = out.join("cluster_report");
+    std::fs::create_dir_all(&report).map_err(|source| Error::Write { path: report.clone(), source })?;
     let mut frame = report_frame(tables, clustering, config.k)?;
-    let parquet = out.join("clusters.parquet");
+    let parquet = report.join("clusters.parquet");
     crate::io::write_parquet(&mut frame, &parquet)?;
-    let csv = out.join("clusters.csv");
+    let csv = report.join("clusters.csv");
     crate::io::write_csv(&mut frame, &csv)?;
-    let md = out.join("clusters.md");
+    let md = report.join("clusters.md");
     crate::io::write_text(&report_markdown(tables, clustering, config.k), &md)?;
     written.extend([parquet, csv, md]);
     Ok(written)

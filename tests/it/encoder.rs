@@ -228,7 +228,7 @@ fn cluster_is_deterministic_and_agrees_with_precomputed_embeddings() {
     let out3 = temp.path().join("c3").display().to_string();
     run(&out3, &["--embeddings", &emb]);
     assert_eq!(ids(&out3), first);
-    let sizes = std::fs::read_to_string(Path::new(&out1).join("clusters.csv")).unwrap();
+    let sizes = std::fs::read_to_string(Path::new(&out1).join("cluster_report/clusters.csv")).unwrap();
     assert!(sizes.starts_with("dataset,cluster_id,queries,train_queries"), "{sizes}");
     // PCA first still labels every row.
     let out4 = temp.path().join("c4").display().to_string();
