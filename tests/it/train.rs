@@ -183,6 +183,33 @@ fn a_tiny_router_trains_routes_and_reports() {
         assert!((got - expected).abs() < 1e-12, "{dataset}: report {got} vs training {expected}");
     }
 
+    // A checkpoint used on tables of another model list: exit 2, both lists named.
+    let other = temp.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let records = json!([{"question": "q", "scores": {"llm-x": 1.0, "llm-y": 0.0, "llm-z": 0.0}}]);
+    std::fs::write(other.join("mmlu_test.json"), records.to_string()).unwrap();
+    let other_tables = other.join("tables").display().to_string();
+    ok(&routerdc_with_env(
+        ["import", "--out", &other_tables, &other.join("mmlu_test.json").display().to_string()],
+        &[],
+    ));
+    let checkpoint = out.join("best.safetensors").display().to_string();
+    let mismatch = routerdc_with_env(
+        [
+            "report",
+            "--tables",
+            &other_tables,
+            "--checkpoint",
+            &checkpoint,
+            "--out",
+            &other.join("r").display().to_string(),
+        ],
+        &[],
+    );
+    assert_eq!(mismatch.status.code(), Some(2), "{}", stderr(&mismatch));
+    assert!(stderr(&mismatch).contains("llm-x") && stderr(&mismatch).contains("llm-a"), "{}", stderr(&mismatch));
+    assert!(!other.join("r").join("baselines.csv").exists(), "nothing written on error");
+
     // `route` on stdin: one JSON object per line, probabilities summing to 1.
     use std::io::Write as _;
     let mut child = Command::new(env!("CARGO_BIN_EXE_routerdc"))
