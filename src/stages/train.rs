@@ -118,6 +118,11 @@ pub struct TrainConfig {
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     #[serde(default)]
     pub device: DeviceChoice,
+    /// Mixed precision: the encoder's matrix products and attention in bfloat16, weights, LayerNorm,
+    /// losses and AdamW in float32 (as autocast). Meant for GPUs with bf16; slow on most CPUs.
+    #[arg(long)]
+    #[serde(default)]
+    pub bf16: bool,
     /// Length bucketing: sort each window of this many batches by query length before cutting it
     /// into batches, then shuffle those batches (less padding; batches mix fewer tasks). 0 = off.
     #[arg(long, default_value_t = 0)]

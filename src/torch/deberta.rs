@@ -113,7 +113,7 @@ impl Deberta {
             embedded += types.forward(&ids.zeros_like());
         }
         if let Some(projection) = &self.embed_proj {
-            embedded = projection.forward(&embedded);
+            embedded = super::layers::linear(projection, &embedded);
         }
         let tokens = mask.to_kind(Kind::Float).unsqueeze(-1);
         let mut hidden = (self.layer_norm.forward(&embedded) * &tokens).dropout(self.hidden_dropout, train);
@@ -165,7 +165,7 @@ fn disentangled_bias(
     let span = settings.span();
     let table = table.narrow(0, 0, span * 2).unsqueeze(0);
     // [1, 2·span, H] → [1, heads, 2·span, d_h]
-    let project = |linear: &nn::Linear| attention.split_heads(&linear.forward(&table));
+    let project = |linear: &nn::Linear| attention.split_heads(&super::layers::linear(linear, &table));
     let (batch, heads, queries, _) = q.size4().expect("queries are [B, heads, L_q, d_h]");
     let expand = |index: Tensor| {
         let (rows, columns) = (index.size()[0], index.size()[1]);

@@ -1,9 +1,32 @@
 //! The pieces BERT and DeBERTa share: multi-head attention with a residual LayerNorm, and the
 //! feed-forward block. Names follow HF's modules so that `VarStore` keys equal checkpoint keys.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tch::{Kind, Tensor, nn, nn::Module};
 
 use routerdc::encoder::EncoderConfig;
+
+/// Mixed precision, autocast-style: matrix products and attention in bfloat16, everything else
+/// (weights, LayerNorm, softmax inputs of the losses, the optimizer) in float32.
+static BF16: AtomicBool = AtomicBool::new(false);
+
+pub fn set_bf16(enabled: bool) {
+    BF16.store(enabled, Ordering::Relaxed);
+}
+
+fn bf16() -> bool {
+    BF16.load(Ordering::Relaxed)
+}
+
+/// `x Wᵀ + b`, in bfloat16 when mixed precision is on (the result back in float32).
+pub fn linear(layer: &nn::Linear, x: &Tensor) -> Tensor {
+    if !bf16() {
+        return layer.forward(x);
+    }
+    let half = |t: &Tensor| t.to_kind(Kind::BFloat16);
+    x.to_kind(Kind::BFloat16).linear(&half(&layer.ws), layer.bs.as_ref().map(half).as_ref()).to_kind(Kind::Float)
+}
 
 pub fn layer_norm(path: &nn::Path, config: &EncoderConfig) -> nn::LayerNorm {
     let settings = nn::LayerNormConfig { eps: config.layer_norm_eps, ..Default::default() };
@@ -49,18 +72,18 @@ impl Attention {
     /// Queries, keys and values of `hidden`, each `[B, heads, L, d_h]`.
     pub fn project(&self, hidden: &Tensor) -> (Tensor, Tensor, Tensor) {
         (
-            self.split_heads(&self.query.forward(hidden)),
-            self.split_heads(&self.key.forward(hidden)),
-            self.split_heads(&self.value.forward(hidden)),
+            self.split_heads(&linear(&self.query, hidden)),
+            self.split_heads(&linear(&self.key, hidden)),
+            self.split_heads(&linear(&self.value, hidden)),
         )
     }
 
     /// Queries of the first token only, `[B, heads, 1, d_h]`, with all keys and values.
     pub fn project_first(&self, hidden: &Tensor) -> (Tensor, Tensor, Tensor) {
         (
-            self.split_heads(&self.query.forward(&hidden.narrow(1, 0, 1))),
-            self.split_heads(&self.key.forward(hidden)),
-            self.split_heads(&self.value.forward(hidden)),
+            self.split_heads(&linear(&self.query, &hidden.narrow(1, 0, 1))),
+            self.split_heads(&linear(&self.key, hidden)),
+            self.split_heads(&linear(&self.value, hidden)),
         )
     }
 
@@ -83,9 +106,25 @@ impl Attention {
     ) -> Tensor {
         let (batch, length, size) = hidden.size3().expect("hidden states are [B, L, H]");
         let dropout = if train { self.dropout } else { 0.0 };
-        let context = Tensor::scaled_dot_product_attention(q, k, v, Some(mask), dropout, false, scale, false);
+        let context = if bf16() {
+            let half = |t: &Tensor| t.to_kind(Kind::BFloat16);
+            let mask = if mask.kind() == Kind::Bool { mask.shallow_clone() } else { half(mask) };
+            Tensor::scaled_dot_product_attention(
+                &half(q),
+                &half(k),
+                &half(v),
+                Some(&mask),
+                dropout,
+                false,
+                scale,
+                false,
+            )
+            .to_kind(Kind::Float)
+        } else {
+            Tensor::scaled_dot_product_attention(q, k, v, Some(mask), dropout, false, scale, false)
+        };
         let context = context.transpose(1, 2).reshape([batch, length, size]);
-        let projected = self.output.forward(&context).dropout(self.hidden_dropout, train);
+        let projected = linear(&self.output, &context).dropout(self.hidden_dropout, train);
         self.layer_norm.forward(&(projected + hidden))
     }
 }
@@ -111,8 +150,8 @@ impl FeedForward {
     }
 
     pub fn forward(&self, attended: &Tensor, train: bool) -> Tensor {
-        let inner = self.intermediate.forward(attended).gelu("none");
-        let out = self.output.forward(&inner).dropout(self.hidden_dropout, train);
+        let inner = linear(&self.intermediate, attended).gelu("none");
+        let out = linear(&self.output, &inner).dropout(self.hidden_dropout, train);
         self.layer_norm.forward(&(out + attended))
     }
 }

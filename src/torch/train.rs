@@ -161,6 +161,8 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
     let started = Instant::now();
     let train_data = prepare(train_tables)?;
     let test_data = prepare(test_tables)?;
+    // After the frozen vectors (float32, shared with `embed`'s cache) are made.
+    super::layers::set_bf16(config.bf16);
     if !quiet && config.freeze_encoder {
         eprintln!("encoded the queries once (frozen encoder) in {:.1} s", started.elapsed().as_secs_f64());
     }

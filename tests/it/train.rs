@@ -238,6 +238,47 @@ fn a_tiny_router_trains_routes_and_reports() {
 }
 
 #[test]
+fn bf16_mixed_precision_trains_close_to_float32() {
+    let Some(encoders) = tiny() else { return };
+    let temp = tempfile::tempdir().unwrap();
+    let tables = topic_tables(temp.path()).display().to_string();
+    let encoder = encoders.join("bert").display().to_string();
+    let run = |name: &str, extra: &[&str]| -> Vec<f64> {
+        let out = temp.path().join(name).display().to_string();
+        let mut args = vec![
+            "train",
+            "--train",
+            &tables,
+            "--out",
+            &out,
+            "--encoder",
+            &encoder,
+            "--steps",
+            "4",
+            "--batch-size",
+            "12",
+            "--eval-steps",
+            "4",
+            "--top-k",
+            "1",
+            "--last-k",
+            "2",
+            "--learning-rate",
+            "0.005",
+        ];
+        args.extend_from_slice(extra);
+        ok(&routerdc_with_env(args, &[]));
+        let log = routerdc::io::read_parquet(&temp.path().join(name).join("train_log.parquet")).unwrap();
+        log.column("loss").unwrap().f64().unwrap().into_no_null_iter().collect()
+    };
+    let (full, mixed) = (run("f32", &[]), run("bf16", &["--bf16"]));
+    for (a, b) in full.iter().zip(&mixed) {
+        assert!(b.is_finite() && (a - b).abs() < 0.05 * a.abs().max(1.0), "f32 {a} vs bf16 {b}");
+    }
+    assert_ne!(full, mixed, "--bf16 changes the arithmetic");
+}
+
+#[test]
 fn bad_training_settings_are_usage_errors() {
     let Some(encoders) = tiny() else { return };
     let temp = tempfile::tempdir().unwrap();
