@@ -154,6 +154,16 @@ impl ScoredTable {
         self.models.len()
     }
 
+    /// What routing aims at for query `row` (SPEC §6): the scores, or for a table with costs
+    /// `score − cost_rate × cost`.
+    pub fn target_row(&self, row: usize, cost_rate: f64) -> Vec<f64> {
+        let scores = self.score_row(row);
+        match self.cost_row(row) {
+            Some(costs) => scores.iter().zip(costs).map(|(score, cost)| score - cost_rate * cost).collect(),
+            None => scores.to_vec(),
+        }
+    }
+
     /// The score vector of query `row`, in model order.
     pub fn score_row(&self, row: usize) -> &[f64] {
         let n = self.n_models();

@@ -105,13 +105,10 @@ pub fn table_baselines(table: &ScoredTable, cost_rate: f64) -> Vec<ReportRow> {
     let mut costs = vec![0.0; t];
     let (mut oracle_acc, mut oracle_credit, mut oracle_cost, mut strict_cost, mut random_credit) =
         (0.0, 0.0, 0.0, 0.0, 0.0);
-    let mut target = vec![0.0; t];
     for row in 0..n {
         let scores = table.score_row(row);
         let row_costs = table.cost_row(row);
-        for (i, value) in target.iter_mut().enumerate() {
-            *value = scores[i] - row_costs.map_or(0.0, |c| cost_rate * c[i]);
-        }
+        let target = table.target_row(row, cost_rate);
         let best = first_argmax(&target);
         argmax_counts[best] += 1;
         let mut row_credit = 0.0;

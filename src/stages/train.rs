@@ -13,7 +13,7 @@ use crate::encoder::tokenize::TruncationSide;
 use crate::error::{Error, Result};
 use crate::stages::embed::DeviceChoice;
 use crate::stages::report::first_argmax;
-use crate::table::{LoadedTable, MetricKind, ScoredTable};
+use crate::table::{LoadedTable, ScoredTable};
 
 /// How query and LLM embeddings are compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
@@ -245,17 +245,6 @@ pub struct Example {
     pub cluster: i64,
 }
 
-/// The target vector of `row`: the score, or for tables with costs quality − rate × cost.
-pub fn targets(table: &ScoredTable, row: usize, cost_rate: f64) -> Vec<f64> {
-    let scores = table.score_row(row);
-    match table.cost_row(row) {
-        Some(costs) if table.kind == MetricKind::CostAware => {
-            scores.iter().zip(costs).map(|(s, c)| s - cost_rate * c).collect()
-        }
-        _ => scores.to_vec(),
-    }
-}
-
 /// The reference's sampling: each table's rows repeated and cut to `per_table` (all rows when
 /// `per_table` is 0), one list for the run; [`epoch_order`] shuffles it each epoch.
 pub fn examples(tables: &[LoadedTable], per_table: usize, cost_rate: f64) -> Vec<Example> {
@@ -272,7 +261,7 @@ pub fn examples(tables: &[LoadedTable], per_table: usize, cost_rate: f64) -> Vec
             out.push(Example {
                 table: index,
                 row,
-                targets: targets(table, row, cost_rate),
+                targets: table.target_row(row, cost_rate),
                 cluster: table.cluster_ids[row].unwrap_or(-1),
             });
         }
@@ -376,7 +365,7 @@ pub fn evaluate(table: &ScoredTable, choices: &[usize], cost_rate: f64) -> (f64,
     let n = table.n_queries().max(1) as f64;
     let (mut hits, mut credit) = (0.0, 0.0);
     for (row, &choice) in choices.iter().enumerate() {
-        let target = targets(table, row, cost_rate);
+        let target = table.target_row(row, cost_rate);
         if first_argmax(&target) == choice {
             hits += 1.0;
         }
@@ -388,6 +377,7 @@ pub fn evaluate(table: &ScoredTable, choices: &[usize], cost_rate: f64) -> (f64,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::table::MetricKind;
 
     #[test]
     fn llm_choice_orders_by_score_and_excludes_good_negatives() {
