@@ -2,7 +2,7 @@
 //! end-to-end run, checkpoints, `route`, `report --checkpoint`, and bad settings.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
@@ -107,6 +107,42 @@ fn topic_tables(dir: &Path) -> std::path::PathBuf {
     tables
 }
 
+/// `routerdc train --train TABLES --out OUT --encoder ENCODER`, then `extra`.
+fn train(tables: &str, out: &Path, encoder: &str, extra: &[&str]) -> Output {
+    let out = out.display().to_string();
+    let mut args = vec!["train", "--train", tables, "--out", &out, "--encoder", encoder];
+    args.extend_from_slice(extra);
+    routerdc_with_env(args, &[])
+}
+
+/// The tiny runs' settings: small batches, each table once per epoch, one positive, two negatives.
+const SMALL: [&str; 10] =
+    ["--batch-size", "12", "--samples-per-table", "24", "--learning-rate", "0.005", "--top-k", "1", "--last-k", "2"];
+
+fn with_small<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    SMALL.iter().copied().chain(extra.iter().copied()).collect()
+}
+
+/// The `loss` column of a run's `train_log.parquet`.
+fn logged_losses(out: &Path) -> Vec<f64> {
+    let log = routerdc::io::read_parquet(&out.join("train_log.parquet")).unwrap();
+    log.column("loss").unwrap().f64().unwrap().into_no_null_iter().collect()
+}
+
+/// RouterDC JSON `records` written to `<dir>/<name>.json` and imported into `<dir>/tables`.
+fn import_records(dir: &Path, name: &str, records: &Value) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let file = dir.join(format!("{name}.json"));
+    std::fs::write(&file, records.to_string()).unwrap();
+    let tables = dir.join("tables").display().to_string();
+    ok(&routerdc_with_env(["import", "--out", &tables, &file.display().to_string()], &[]));
+    tables
+}
+
+fn other_models() -> Value {
+    json!([{"question": "q", "scores": {"llm-x": 1.0, "llm-y": 0.0, "llm-z": 0.0}}])
+}
+
 #[test]
 fn a_tiny_router_trains_routes_and_reports() {
     let Some(encoders) = tiny() else { return };
@@ -115,39 +151,15 @@ fn a_tiny_router_trains_routes_and_reports() {
     let out = temp.path().join("run");
     let encoder = encoders.join("bert").display().to_string();
     let tables_arg = tables.display().to_string();
-    let out_arg = out.display().to_string();
-    let train = routerdc_with_env(
-        [
-            "train",
-            "--train",
-            &tables_arg,
-            "--test",
-            &tables_arg,
-            "--out",
-            &out_arg,
-            "--encoder",
-            &encoder,
-            "--steps",
-            "40",
-            "--batch-size",
-            "12",
-            "--eval-steps",
-            "10",
-            "--samples-per-table",
-            "24",
-            "--learning-rate",
-            "0.005",
-            "--top-k",
-            "1",
-            "--last-k",
-            "2",
-        ],
-        &[],
+    let run = train(
+        &tables_arg,
+        &out,
+        &encoder,
+        &with_small(&["--test", &tables_arg, "--steps", "40", "--eval-steps", "10"]),
     );
-    ok(&train);
+    ok(&run);
     // The loss falls, and the router beats random routing on its own data.
-    let log = routerdc::io::read_parquet(&out.join("train_log.parquet")).unwrap();
-    let losses: Vec<f64> = log.column("loss").unwrap().f64().unwrap().into_no_null_iter().collect();
+    let losses = logged_losses(&out);
     assert_eq!(losses.len(), 40);
     let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
     assert!(mean(&losses[30..]) < mean(&losses[..10]), "loss did not fall: {losses:?}");
@@ -185,14 +197,7 @@ fn a_tiny_router_trains_routes_and_reports() {
 
     // A checkpoint used on tables of another model list: exit 2, both lists named.
     let other = temp.path().join("other");
-    std::fs::create_dir_all(&other).unwrap();
-    let records = json!([{"question": "q", "scores": {"llm-x": 1.0, "llm-y": 0.0, "llm-z": 0.0}}]);
-    std::fs::write(other.join("mmlu_test.json"), records.to_string()).unwrap();
-    let other_tables = other.join("tables").display().to_string();
-    ok(&routerdc_with_env(
-        ["import", "--out", &other_tables, &other.join("mmlu_test.json").display().to_string()],
-        &[],
-    ));
+    let other_tables = import_records(&other, "mmlu_test", &other_models());
     let checkpoint = out.join("best.safetensors").display().to_string();
     let mismatch = routerdc_with_env(
         [
@@ -244,32 +249,11 @@ fn bf16_mixed_precision_trains_close_to_float32() {
     let tables = topic_tables(temp.path()).display().to_string();
     let encoder = encoders.join("bert").display().to_string();
     let run = |name: &str, extra: &[&str]| -> Vec<f64> {
-        let out = temp.path().join(name).display().to_string();
-        let mut args = vec![
-            "train",
-            "--train",
-            &tables,
-            "--out",
-            &out,
-            "--encoder",
-            &encoder,
-            "--steps",
-            "4",
-            "--batch-size",
-            "12",
-            "--eval-steps",
-            "4",
-            "--top-k",
-            "1",
-            "--last-k",
-            "2",
-            "--learning-rate",
-            "0.005",
-        ];
-        args.extend_from_slice(extra);
-        ok(&routerdc_with_env(args, &[]));
-        let log = routerdc::io::read_parquet(&temp.path().join(name).join("train_log.parquet")).unwrap();
-        log.column("loss").unwrap().f64().unwrap().into_no_null_iter().collect()
+        let out = temp.path().join(name);
+        let mut settings = with_small(&["--steps", "4", "--eval-steps", "4"]);
+        settings.extend_from_slice(extra);
+        ok(&train(&tables, &out, &encoder, &settings));
+        logged_losses(&out)
     };
     let (full, mixed) = (run("f32", &[]), run("bf16", &["--bf16"]));
     for (a, b) in full.iter().zip(&mixed) {
@@ -284,27 +268,20 @@ fn bad_training_settings_are_usage_errors() {
     let temp = tempfile::tempdir().unwrap();
     let tables = topic_tables(temp.path()).display().to_string();
     let encoder = encoders.join("bert").display().to_string();
-    let out = temp.path().join("o").display().to_string();
+    let out = temp.path().join("o");
     let train = |extra: &[&str], tables: &str| {
-        let mut args = vec!["train", "--train", tables, "--out", &out, "--encoder", &encoder, "--steps", "1"];
-        args.extend_from_slice(extra);
-        routerdc_with_env(args, &[])
+        let mut settings = vec!["--steps", "1"];
+        settings.extend_from_slice(extra);
+        train(tables, &out, &encoder, &settings)
     };
     let output = train(&["--top-k", "2", "--last-k", "2"], &tables);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("top_k (2) + last_k (2)"), "{}", stderr(&output));
 
     // A table without cluster ids while the cluster loss is on.
-    let plain = temp.path().join("plain");
-    std::fs::create_dir_all(&plain).unwrap();
     let records = json!([{"question": "q one", "scores": {"llm-a": 1.0, "llm-b": 0.0, "llm-c": 0.0}}]);
-    std::fs::write(plain.join("mmlu_train.json"), records.to_string()).unwrap();
-    let plain_tables = plain.join("tables");
-    ok(&routerdc_with_env(
-        ["import", "--out", &plain_tables.display().to_string(), &plain.join("mmlu_train.json").display().to_string()],
-        &[],
-    ));
-    let output = train(&["--top-k", "1", "--last-k", "1"], &plain_tables.display().to_string());
+    let plain_tables = import_records(&temp.path().join("plain"), "mmlu_train", &records);
+    let output = train(&["--top-k", "1", "--last-k", "1"], &plain_tables);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("mmlu_train.parquet") && stderr(&output).contains("no cluster id"),
@@ -313,15 +290,7 @@ fn bad_training_settings_are_usage_errors() {
     );
 
     // Different model lists between the training and test tables.
-    let other = temp.path().join("other");
-    std::fs::create_dir_all(&other).unwrap();
-    let records = json!([{"question": "q", "scores": {"llm-x": 1.0, "llm-y": 0.0, "llm-z": 0.0}}]);
-    std::fs::write(other.join("mmlu_test.json"), records.to_string()).unwrap();
-    let other_tables = other.join("tables").display().to_string();
-    ok(&routerdc_with_env(
-        ["import", "--out", &other_tables, &other.join("mmlu_test.json").display().to_string()],
-        &[],
-    ));
+    let other_tables = import_records(&temp.path().join("other"), "mmlu_test", &other_models());
     let output = train(&["--test", &other_tables, "--top-k", "1", "--last-k", "1"], &tables);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("llm-x"), "{}", stderr(&output));
@@ -333,43 +302,18 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
     let temp = tempfile::tempdir().unwrap();
     let tables = topic_tables(temp.path()).display().to_string();
     let encoder = encoders.join("bert").display().to_string();
-    let train = |out: &Path, steps: &str, extra: &[&str]| {
-        let out = out.display().to_string();
-        let mut args = vec![
-            "train",
-            "--train",
-            &tables,
-            "--out",
-            &out,
-            "--encoder",
-            &encoder,
-            "--steps",
-            steps,
-            "--batch-size",
-            "12",
-            "--eval-steps",
-            "5",
-            "--samples-per-table",
-            "24",
-            "--learning-rate",
-            "0.005",
-            "--top-k",
-            "1",
-            "--last-k",
-            "2",
-            "--task-weight",
-            "0.5",
-        ];
-        args.extend_from_slice(extra);
-        let output = routerdc_with_env(args, &[]);
+    let run = |out: &Path, steps: &str, extra: &[&str]| {
+        let mut settings = with_small(&["--steps", steps, "--eval-steps", "5", "--task-weight", "0.5"]);
+        settings.extend_from_slice(extra);
+        let output = train(&tables, out, &encoder, &settings);
         ok(&output);
         output
     };
     let whole = temp.path().join("whole");
-    train(&whole, "10", &[]);
+    run(&whole, "10", &[]);
     let parts = temp.path().join("parts");
-    train(&parts, "5", &[]);
-    let resumed = train(&parts, "10", &["--resume"]);
+    run(&parts, "5", &[]);
+    let resumed = run(&parts, "10", &["--resume"]);
     assert!(stderr(&resumed).contains("resuming after step 5"), "{}", stderr(&resumed));
     let tensors = |dir: &Path| -> Vec<(String, Vec<f32>)> {
         let mut all: Vec<(String, Vec<f32>)> =
@@ -384,36 +328,12 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
         let worst = x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
         assert!(worst <= 1e-6, "{name} differs by {worst} after resuming");
     }
-    let losses = |dir: &Path| -> Vec<f64> {
-        let log = routerdc::io::read_parquet(&dir.join("train_log.parquet")).unwrap();
-        log.column("loss").unwrap().f64().unwrap().into_no_null_iter().collect()
-    };
-    assert_eq!(losses(&whole).len(), 10);
-    for (x, y) in losses(&whole).iter().zip(losses(&parts)) {
+    assert_eq!(logged_losses(&whole).len(), 10);
+    for (x, y) in logged_losses(&whole).iter().zip(logged_losses(&parts)) {
         assert!((x - y).abs() < 1e-6, "logged losses differ: {x} vs {y}");
     }
     // Other settings than --steps are refused on resume.
-    let output = routerdc_with_env(
-        [
-            "train",
-            "--train",
-            &tables,
-            "--out",
-            &parts.display().to_string(),
-            "--encoder",
-            &encoder,
-            "--steps",
-            "12",
-            "--resume",
-            "--seed",
-            "7",
-            "--top-k",
-            "1",
-            "--last-k",
-            "2",
-        ],
-        &[],
-    );
+    let output = train(&tables, &parts, &encoder, &with_small(&["--steps", "12", "--resume", "--seed", "7"]));
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("only --steps may change"), "{}", stderr(&output));
 }
