@@ -45,9 +45,11 @@ impl TorchEmbedder {
         if device == Device::Cpu {
             tch::set_num_threads((cores / workers).max(1) as i32);
         }
-        let workers = (0..workers)
-            .map(|_| Encoder::load(files.clone(), device, options.max_length, options.truncation))
-            .collect::<Result<Vec<_>>>()?;
+        // The weights file is read once; the other copies are copied in memory.
+        let first = Encoder::load(files, device, options.max_length, options.truncation)?;
+        let mut copies = (1..workers).map(|_| first.duplicate()).collect::<Result<Vec<_>>>()?;
+        copies.insert(0, first);
+        let workers = copies;
         Ok(TorchEmbedder { workers, pooling: options.pooling })
     }
 

@@ -80,6 +80,23 @@ impl Encoder {
     }
 }
 
+impl Encoder {
+    /// An independent copy (its own tensors), for a worker thread.
+    pub fn duplicate(&self) -> Result<Encoder> {
+        let mut store = nn::VarStore::new(self.store.device());
+        let network = Network::new(&store.root(), &self.config);
+        store.copy(&self.store).map_err(|error| torch_error(&self.files.weights, error))?;
+        store.freeze();
+        Ok(Encoder {
+            files: self.files.clone(),
+            config: self.config.clone(),
+            tokenizer: self.tokenizer.clone(),
+            store,
+            network,
+        })
+    }
+}
+
 /// The tensors of a weights file, by name, on the CPU.
 pub fn read_weights(path: &Path) -> Result<Vec<(String, Tensor)>> {
     if path.extension().is_some_and(|ext| ext == "bin") {
