@@ -101,10 +101,13 @@ impl EncoderFiles {
     }
 }
 
-/// Find an encoder: `None` is the default encoder; otherwise a directory, or a hub id
-/// (`org/name`) looked up offline in the HF cache.
+/// The `--encoder` value that names the default encoder explicitly.
+pub const DEFAULT_SPEC: &str = "default";
+
+/// Find an encoder: `None` (or `default`) is the default encoder; otherwise a directory, or a
+/// hub id (`org/name`) looked up offline in the HF cache.
 pub fn resolve(spec: Option<&str>) -> Result<EncoderFiles> {
-    let Some(spec) = spec.filter(|spec| !spec.is_empty()) else {
+    let Some(spec) = spec.filter(|spec| !spec.is_empty() && *spec != DEFAULT_SPEC) else {
         let Some(dir) = default_encoder() else {
             let looked: Vec<String> =
                 default_encoder_candidates().iter().map(|dir| dir.display().to_string()).collect();

@@ -55,6 +55,11 @@ pub struct ImportConfig {
     #[arg(long = "kind", value_name = "NAME=KIND")]
     #[serde(default)]
     pub kinds: Vec<KindOverride>,
+    /// The split of files whose name carries no `_train`/`_test` suffix (the paper's
+    /// out-of-distribution sets, `MATH_prealgebra.json`, `mbpp.json`, are test sets). Default: none.
+    #[arg(long, value_enum, value_name = "SPLIT")]
+    #[serde(default)]
+    pub default_split: Option<crate::table::Split>,
     /// RouterDC JSON files, or folders whose `*.json` files are all imported.
     #[arg(required = true, value_name = "FILE")]
     pub inputs: Vec<PathBuf>,
@@ -119,7 +124,10 @@ pub fn read_all(config: &ImportConfig, files: &[PathBuf], mut on_file: impl FnMu
             .map(|over| over.kind)
             .or_else(|| MetricKind::for_dataset(&dataset))
             .ok_or_else(|| Error::UnknownKind { dataset: dataset.clone() })?;
-        let read = routerdc_json::read(path, &dataset, kind)?;
+        let mut read = routerdc_json::read(path, &dataset, kind)?;
+        if crate::table::Split::from_dataset_name(&dataset).is_none() {
+            read.table.splits.fill(config.default_split);
+        }
         imported.push(Imported { source: path.clone(), table: read.table, ignored_fields: read.ignored_fields });
     }
     for over in &config.kinds {

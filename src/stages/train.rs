@@ -13,7 +13,7 @@ use crate::encoder::tokenize::TruncationSide;
 use crate::error::{Error, Result};
 use crate::stages::embed::DeviceChoice;
 use crate::stages::report::first_argmax;
-use crate::table::{LoadedTable, ScoredTable};
+use crate::table::{LoadedTable, ScoredTable, Split};
 
 /// How query and LLM embeddings are compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
@@ -35,6 +35,16 @@ pub struct TrainConfig {
     #[arg(long, value_name = "DIR")]
     #[serde(default)]
     pub test: Option<PathBuf>,
+    /// Train on this split's rows of the `--train` tables only (tables without any are left out).
+    /// Default: every row.
+    #[arg(long, value_enum, value_name = "SPLIT")]
+    #[serde(default)]
+    pub train_split: Option<Split>,
+    /// Evaluate this split's rows of the `--test` tables only (tables without any are left out);
+    /// `--test` may then be the `--train` folder. Default: every row.
+    #[arg(long, value_enum, value_name = "SPLIT")]
+    #[serde(default)]
+    pub test_split: Option<Split>,
     /// Folder for `best.safetensors`, `best.json`, `last.*` and `train_log.parquet`.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -196,6 +206,28 @@ pub fn shuffle<T>(items: &mut [T], rng: &mut Rng) {
     for i in (1..items.len()).rev() {
         items.swap(i, below(rng, i + 1));
     }
+}
+
+/// The training and test tables, each cut to its `--train-split` / `--test-split` rows.
+pub fn load_tables(config: &TrainConfig) -> Result<(Vec<LoadedTable>, Vec<LoadedTable>)> {
+    let select = |dir: &std::path::Path, split: Option<Split>, key: &str| -> Result<Vec<LoadedTable>> {
+        let tables = crate::io::read_tables(dir)?;
+        let Some(split) = split else { return Ok(tables) };
+        let selected = crate::stages::report::select_split(tables, split);
+        if selected.is_empty() {
+            return Err(Error::setting(
+                key,
+                format!("no table in `{}` has rows whose split is `{}`", dir.display(), split.as_str()),
+            ));
+        }
+        Ok(selected)
+    };
+    let train = select(&config.train, config.train_split, "train_split")?;
+    let test = match &config.test {
+        Some(dir) => select(dir, config.test_split, "test_split")?,
+        None => Vec::new(),
+    };
+    Ok((train, test))
 }
 
 /// Check the tables and settings before any weight is loaded.
