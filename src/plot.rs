@@ -7,6 +7,7 @@ use std::sync::Once;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::error::{Error, Result};
 
@@ -36,6 +37,8 @@ pub enum PointKind {
     /// An LLM on the Pareto front.
     ParetoLlm,
     Oracle,
+    /// The trained router.
+    Router,
 }
 
 /// The cost–quality figure of one table: every LLM, the oracles, and the non-decreasing convex
@@ -43,6 +46,7 @@ pub enum PointKind {
 pub fn cost_quality(title: &str, points: &[LabelledPoint], hull: &[(f64, f64)], base: &Path) -> Result<Vec<PathBuf>> {
     write_both(
         base,
+        SIZE,
         |area| draw_cost_quality(area, title, points, hull),
         |area| draw_cost_quality(area, title, points, hull),
     )
@@ -50,7 +54,7 @@ pub fn cost_quality(title: &str, points: &[LabelledPoint], hull: &[(f64, f64)], 
 
 /// Draw with an SVG backend into a string and with a bitmap backend into a buffer, then write
 /// both files atomically.
-fn write_both<F, G>(base: &Path, svg: F, png: G) -> Result<Vec<PathBuf>>
+fn write_both<F, G>(base: &Path, size: (u32, u32), svg: F, png: G) -> Result<Vec<PathBuf>>
 where
     F: FnOnce(DrawingArea<SVGBackend<'_>, Shift>) -> std::result::Result<(), String>,
     G: FnOnce(DrawingArea<BitMapBackend<'_>, Shift>) -> std::result::Result<(), String>,
@@ -60,14 +64,14 @@ where
         |path: &Path, message: String| Error::input(format!("drawing `{}` failed: {message}", path.display()), "");
     let svg_path = base.with_extension("svg");
     let mut text = String::new();
-    svg(SVGBackend::with_string(&mut text, SIZE).into_drawing_area()).map_err(|m| fail(&svg_path, m))?;
+    svg(SVGBackend::with_string(&mut text, size).into_drawing_area()).map_err(|m| fail(&svg_path, m))?;
     crate::io::write_text(&text, &svg_path)?;
 
     let png_path = base.with_extension("png");
-    let mut pixels = vec![255u8; (SIZE.0 * SIZE.1 * 3) as usize];
-    png(BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area()).map_err(|m| fail(&png_path, m))?;
+    let mut pixels = vec![255u8; (size.0 * size.1 * 3) as usize];
+    png(BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area()).map_err(|m| fail(&png_path, m))?;
     crate::io::write_atomic(&png_path, |out| {
-        let mut encoder = png::Encoder::new(out, SIZE.0, SIZE.1);
+        let mut encoder = png::Encoder::new(out, size.0, size.1);
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
         let mut writer = encoder.write_header().map_err(|e| fail(&png_path, e.to_string()))?;
@@ -123,6 +127,7 @@ fn draw_cost_quality<DB: DrawingBackend>(
         (PointKind::Llm, RGBColor(127, 127, 127), "LLM"),
         (PointKind::ParetoLlm, RGBColor(44, 160, 44), "LLM on the Pareto front"),
         (PointKind::Oracle, RGBColor(214, 39, 40), "oracle"),
+        (PointKind::Router, RGBColor(148, 103, 189), "routerdc"),
     ] {
         let chosen: Vec<&LabelledPoint> = points.iter().filter(|p| p.kind == kind).collect();
         if chosen.is_empty() {
@@ -149,5 +154,202 @@ fn draw_cost_quality<DB: DrawingBackend>(
         .label_font(("sans-serif", 14))
         .draw()
         .map_err(error)?;
+    area.present().map_err(error)
+}
+
+/// The tab10 colours, for series told apart by colour.
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// One series of a bar chart: a value (or none) per category.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BarSeries {
+    pub label: String,
+    pub values: Vec<Option<f64>>,
+}
+
+/// Horizontal grouped bars: one group per category (top to bottom), one bar per series, with
+/// the value written at the end of each bar. Written as `<base>.svg` and `<base>.png`.
+pub fn grouped_bars(
+    title: &str,
+    value_label: &str,
+    categories: &[String],
+    series: &[BarSeries],
+    base: &Path,
+) -> Result<Vec<PathBuf>> {
+    let rows = categories.len().max(1) as u32;
+    let per_group = series.len().max(1) as u32 * 14 + 14;
+    let size = (1000, (150 + rows * per_group).max(400));
+    write_both(
+        base,
+        size,
+        |area| draw_grouped_bars(area, title, value_label, categories, series),
+        |area| draw_grouped_bars(area, title, value_label, categories, series),
+    )
+}
+
+fn draw_grouped_bars<DB: DrawingBackend>(
+    area: DrawingArea<DB, Shift>,
+    title: &str,
+    value_label: &str,
+    categories: &[String],
+    series: &[BarSeries],
+) -> std::result::Result<(), String> {
+    let error = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    area.fill(&WHITE).map_err(error)?;
+    let high = series.iter().flat_map(|s| s.values.iter().flatten()).fold(0.0f64, |a, &b| a.max(b));
+    let x_max = if high <= 100.0 { 100.0 } else { high * 1.1 };
+    let longest = categories.iter().map(|c| c.chars().count()).max().unwrap_or(4) as u32;
+    let legend_width = series.iter().map(|s| s.label.chars().count()).max().unwrap_or(4) as u32 * 8 + 50;
+    let n = categories.len() as f64;
+    let root = area.clone();
+    let area = area.titled(title, ("sans-serif", 22)).map_err(error)?;
+    let width = area.dim_in_pixel().0;
+    let (plot, legend) = area.split_horizontally(width.saturating_sub(legend_width.min(400)));
+    for (index, one) in series.iter().enumerate() {
+        let color = PALETTE[index % PALETTE.len()];
+        let y = 30 + index as i32 * 22;
+        legend.draw(&Rectangle::new([(4, y - 6), (18, y + 6)], color.filled())).map_err(error)?;
+        legend
+            .draw(&Text::new(
+                one.label.clone(),
+                (24, y),
+                ("sans-serif", 14).into_font().color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center)),
+            ))
+            .map_err(error)?;
+    }
+    let mut chart = ChartBuilder::on(&plot)
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(longest * 8 + 16)
+        .build_cartesian_2d(0.0..x_max * 1.12, 0.0..n)
+        .map_err(error)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(0)
+        .x_desc(value_label)
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(error)?;
+    let slot = 0.85 / series.len().max(1) as f64;
+    for (index, one) in series.iter().enumerate() {
+        let color = PALETTE[index % PALETTE.len()];
+        let bars = one.values.iter().enumerate().filter_map(|(category, value)| {
+            let value = (*value)?;
+            // Category 0 at the top.
+            let top = n - category as f64 - 0.075 - slot * index as f64;
+            Some(Rectangle::new([(0.0, top - slot * 0.9), (value, top)], color.filled()))
+        });
+        chart.draw_series(bars).map_err(error)?;
+        let numbers = one.values.iter().enumerate().filter_map(|(category, value)| {
+            let value = (*value)?;
+            let middle = n - category as f64 - 0.075 - slot * index as f64 - slot * 0.45;
+            Some(Text::new(
+                format!("{value:.1}"),
+                (value + x_max * 0.005, middle),
+                ("sans-serif", 11).into_font().color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center)),
+            ))
+        });
+        chart.draw_series(numbers).map_err(error)?;
+    }
+    for (category, name) in categories.iter().enumerate() {
+        let (x, y) = chart.backend_coord(&(0.0, n - category as f64 - 0.5));
+        root.draw(&Text::new(
+            name.clone(),
+            (x - 8, y),
+            ("sans-serif", 14).into_font().color(&BLACK).pos(Pos::new(HPos::Right, VPos::Center)),
+        ))
+        .map_err(error)?;
+    }
+    root.present().map_err(error)
+}
+
+/// Training curves: the loss per step (top) and evaluation scores per step (bottom, one line
+/// per series). Written as `<base>.svg` and `<base>.png`.
+pub fn training_curves(
+    title: &str,
+    loss: &[(f64, f64)],
+    scores: &[(String, Vec<(f64, f64)>)],
+    base: &Path,
+) -> Result<Vec<PathBuf>> {
+    write_both(
+        base,
+        (900, 800),
+        |area| draw_training_curves(area, title, loss, scores),
+        |area| draw_training_curves(area, title, loss, scores),
+    )
+}
+
+fn draw_training_curves<DB: DrawingBackend>(
+    area: DrawingArea<DB, Shift>,
+    title: &str,
+    loss: &[(f64, f64)],
+    scores: &[(String, Vec<(f64, f64)>)],
+) -> std::result::Result<(), String> {
+    let error = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    area.fill(&WHITE).map_err(error)?;
+    let area = area.titled(title, ("sans-serif", 22)).map_err(error)?;
+    let (top, bottom) = area.split_vertically(area.dim_in_pixel().1 / 2);
+    let steps = padded_range(loss.iter().map(|p| p.0).chain(scores.iter().flat_map(|s| s.1.iter().map(|p| p.0))));
+    let steps = steps.start.max(0.0)..steps.end;
+
+    let mut chart = ChartBuilder::on(&top)
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(64)
+        .build_cartesian_2d(steps.clone(), padded_range(loss.iter().map(|p| p.1)))
+        .map_err(error)?;
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .y_desc("training loss")
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(error)?;
+    chart.draw_series(LineSeries::new(loss.iter().copied(), PALETTE[0].stroke_width(1))).map_err(error)?;
+
+    let mut chart = ChartBuilder::on(&bottom)
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(64)
+        .build_cartesian_2d(steps, padded_range(scores.iter().flat_map(|s| s.1.iter().map(|p| p.1))))
+        .map_err(error)?;
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .y_desc("acc_predict (%)")
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(error)?;
+    for (index, (label, points)) in scores.iter().enumerate() {
+        let color = PALETTE[(index + 1) % PALETTE.len()];
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
+            .map_err(error)?
+            .label(label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+        chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled()))).map_err(error)?;
+    }
+    if !scores.is_empty() {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(error)?;
+    }
     area.present().map_err(error)
 }

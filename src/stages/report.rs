@@ -11,7 +11,7 @@
 //! - `cost` (tables with costs only): mean cost per query of the routed LLM.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
@@ -542,14 +542,15 @@ pub fn cost_quality_figure(
         .collect();
     let llm_points: Vec<(f64, f64)> = points.iter().map(|p| (p.cost, p.quality)).collect();
     let hull = crate::stages::cost_quality::non_decreasing_hull(&llm_points);
-    for oracle in [ORACLE, ORACLE_STRICT] {
-        if let Some(row) = rows.iter().find(|r| r.scope == Scope::Dataset && r.dataset == dataset && r.router == oracle)
+    for (router, kind) in [(ORACLE, PointKind::Oracle), (ORACLE_STRICT, PointKind::Oracle), (ROUTER, PointKind::Router)]
+    {
+        if let Some(row) = rows.iter().find(|r| r.scope == Scope::Dataset && r.dataset == dataset && r.router == router)
         {
             points.push(LabelledPoint {
-                label: oracle.to_owned(),
+                label: router.to_owned(),
                 cost: row.cost.unwrap_or(0.0),
                 quality: row.acc_predict,
-                kind: PointKind::Oracle,
+                kind,
             });
         }
     }
@@ -602,14 +603,142 @@ pub fn run(config: &ReportConfig, routes: Option<&dyn Fn(&LoadedTable) -> Result
         crate::io::write_csv(cost_frame, &csv)?;
         written.extend([parquet, csv]);
     }
+    let mut figures = Figures::default();
     for loaded in tables.iter().filter(|loaded| loaded.table.costs.is_some()) {
         let dataset = &loaded.table.dataset;
         let (points, hull) = cost_quality_figure(&rows, &cost_rows, dataset);
         let base = config.out.join(format!("cost_quality_{dataset}"));
         written.extend(crate::plot::cost_quality(&format!("{dataset}: cost and quality"), &points, &hull, &base)?);
+        figures.cost_quality.push(dataset.clone());
+    }
+    written.extend(accuracy_figure(&rows, &config.out.join(ACC_FIGURE))?);
+    if let Some(log) = config.checkpoint.as_deref().and_then(Path::parent).map(|dir| dir.join("train_log.parquet")) {
+        if log.is_file() {
+            written.extend(training_figure(&log, &config.out.join(TRAINING_FIGURE))?);
+            figures.training = true;
+        }
     }
     crate::io::write_text(&markdown, &files[2])?;
+    let report = report_markdown(config, &markdown, &figures);
+    let report_path = config.out.join("report.md");
+    crate::io::write_text(&report, &report_path)?;
+    written.push(report_path);
     Ok(ReportOutput { rows, markdown, files: written })
+}
+
+const ACC_FIGURE: &str = "acc_predict";
+const TRAINING_FIGURE: &str = "training_curves";
+
+/// Which optional figures a report has.
+#[derive(Debug, Default)]
+struct Figures {
+    /// Datasets with a cost–quality figure.
+    cost_quality: Vec<String>,
+    training: bool,
+}
+
+/// The bar chart of acc_predict (%) per dataset and group average: each LLM, the oracle and,
+/// when there is one, the trained router.
+fn accuracy_figure(rows: &[ReportRow], base: &Path) -> Result<Vec<PathBuf>> {
+    let categories: Vec<String> = unique(rows.iter().filter(|r| r.scope == Scope::Dataset).map(|r| r.dataset.as_str()))
+        .into_iter()
+        .map(str::to_owned)
+        .chain(
+            unique(rows.iter().filter(|r| r.scope == Scope::Group).map(|r| r.dataset.as_str()))
+                .into_iter()
+                .map(|group| format!("avg {group}")),
+        )
+        .collect();
+    let routers: Vec<&str> = unique(
+        rows.iter()
+            .filter(|r| r.scope == Scope::Dataset && r.router != RANDOM && r.router != ORACLE_STRICT)
+            .map(|r| r.router.as_str()),
+    );
+    let series: Vec<crate::plot::BarSeries> = routers
+        .iter()
+        .map(|router| crate::plot::BarSeries {
+            label: (*router).to_owned(),
+            values: categories
+                .iter()
+                .map(|category| {
+                    let (scope, name) = match category.strip_prefix("avg ") {
+                        Some(group) if rows.iter().any(|r| r.scope == Scope::Group && r.dataset == group) => {
+                            (Scope::Group, group)
+                        }
+                        _ => (Scope::Dataset, category.as_str()),
+                    };
+                    rows.iter()
+                        .find(|r| r.scope == scope && r.dataset == name && r.router == *router)
+                        .map(|r| 100.0 * r.acc_predict)
+                })
+                .collect(),
+        })
+        .collect();
+    crate::plot::grouped_bars("acc_predict per dataset", "acc_predict (%)", &categories, &series, base)
+}
+
+/// Training curves from `train_log.parquet`: the loss per step, and the validation and test
+/// averages of acc_predict at each evaluation.
+fn training_figure(log: &Path, base: &Path) -> Result<Vec<PathBuf>> {
+    let frame = crate::io::read_parquet(log)?;
+    let column = |name: &str| -> Result<Vec<Option<f64>>> {
+        let series = frame
+            .column(name)
+            .and_then(|c| c.cast(&DataType::Float64))
+            .map_err(|_| Error::table(log, format!("the training log has no numeric column `{name}`")))?;
+        Ok(series.f64().map_err(Error::polars("reading the training log"))?.iter().collect())
+    };
+    let steps = column("step")?;
+    let pairs = |values: Vec<Option<f64>>| -> Vec<(f64, f64)> {
+        steps.iter().zip(values).filter_map(|(step, value)| Some(((*step)?, value?))).collect()
+    };
+    let loss = pairs(column("loss")?);
+    let mut scores = vec![(
+        "validation average".to_owned(),
+        pairs(column("val_average")?).into_iter().map(|(step, value)| (step, 100.0 * value)).collect::<Vec<_>>(),
+    )];
+    let test_columns: Vec<String> = frame
+        .get_column_names()
+        .iter()
+        .map(|name| name.to_string())
+        .filter(|name| name.starts_with("test:") && name.ends_with(":acc_predict"))
+        .collect();
+    if !test_columns.is_empty() {
+        let columns = test_columns.iter().map(|name| column(name)).collect::<Result<Vec<_>>>()?;
+        let average: Vec<Option<f64>> = (0..steps.len())
+            .map(|row| {
+                let values: Option<Vec<f64>> = columns.iter().map(|c| c[row]).collect();
+                values.map(|v| 100.0 * v.iter().sum::<f64>() / v.len() as f64)
+            })
+            .collect();
+        scores.push(("test average".to_owned(), pairs(average)));
+    }
+    crate::plot::training_curves("training", &loss, &scores, base)
+}
+
+/// `report.md`: the figures and the paper-style tables in one page.
+fn report_markdown(config: &ReportConfig, tables: &str, figures: &Figures) -> String {
+    let mut out = String::from("# routerdc report\n\n");
+    let _ = writeln!(
+        out,
+        "Tables: `{}`{}{}.\n",
+        config.tables.display(),
+        config.split.map(|split| format!(", rows of the `{}` split", split.as_str())).unwrap_or_default(),
+        config
+            .checkpoint
+            .as_ref()
+            .map(|checkpoint| format!("; router `{}` from `{}`", ROUTER, checkpoint.display()))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(out, "![acc_predict per dataset]({ACC_FIGURE}.png)\n");
+    out.push_str(tables);
+    if figures.training {
+        let _ = writeln!(out, "## Training\n\n![training curves]({TRAINING_FIGURE}.png)\n");
+    }
+    for dataset in &figures.cost_quality {
+        let _ = writeln!(out, "## Cost and quality: {dataset}\n\n![cost and quality](cost_quality_{dataset}.png)\n");
+    }
+    out
 }
 
 #[cfg(test)]

@@ -142,7 +142,9 @@ pub fn embed_tables(
         per_table.push(flat[at * dim..(at + rows) * dim].to_vec());
         at += rows;
     }
-    if !quiet {
+    if !quiet && stats.embedded == 0 {
+        eprintln!("{} texts ({} distinct): every vector from the embedding cache", stats.texts, stats.unique);
+    } else if !quiet {
         let rate = if seconds > 0.0 { stats.embedded as f64 / seconds } else { 0.0 };
         eprintln!(
             "embedded {} texts ({} distinct, {} from the cache) in {seconds:.1} s, {rate:.1} queries/s on {device:?} \

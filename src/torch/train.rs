@@ -54,6 +54,27 @@ fn average(rows: &[(String, f64, f64)]) -> f64 {
     if rows.is_empty() { f64::NAN } else { rows.iter().map(|r| r.2).sum::<f64>() / rows.len() as f64 }
 }
 
+/// `embed`'s settings that give a frozen encoder's h: first token, the router's length and
+/// truncation, the embedding cache and parallel workers.
+fn frozen_options(
+    encoder: Option<String>,
+    max_length: usize,
+    truncation: routerdc::encoder::tokenize::TruncationSide,
+    batch_size: usize,
+    device: routerdc::stages::embed::DeviceChoice,
+) -> embed::EncoderOptions {
+    embed::EncoderOptions {
+        encoder,
+        pooling: routerdc::encoder::Pooling::First,
+        max_length,
+        truncation,
+        batch_size,
+        device,
+        workers: 0,
+        no_cache: false,
+    }
+}
+
 /// Token ids of every query of every table, table by table.
 fn tokenise(tables: &[LoadedTable], tokenizer: &TextTokenizer) -> Result<Vec<Vec<Vec<u32>>>> {
     tables
@@ -97,11 +118,7 @@ struct Data {
 }
 
 pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
-    let train_tables = routerdc::io::read_tables(&config.train)?;
-    let test_tables = match &config.test {
-        Some(dir) => routerdc::io::read_tables(dir)?,
-        None => Vec::new(),
-    };
+    let (train_tables, test_tables) = train::load_tables(config)?;
     train::check(config, &train_tables, &test_tables)?;
     for loaded in train_tables.iter().chain(&test_tables) {
         embed::check_texts(loaded)?;
@@ -131,16 +148,8 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
 
     // A frozen encoder's vectors are `embed`'s (first token, same length and truncation): they
     // come from the embedding cache and its parallel workers.
-    let embed_options = embed::EncoderOptions {
-        encoder: config.encoder.clone(),
-        pooling: routerdc::encoder::Pooling::First,
-        max_length: config.max_length,
-        truncation: config.truncation,
-        batch_size: config.batch_size,
-        device: config.device,
-        workers: 0,
-        no_cache: false,
-    };
+    let embed_options =
+        frozen_options(config.encoder.clone(), config.max_length, config.truncation, config.batch_size, config.device);
     let prepare = |tables: Vec<LoadedTable>| -> Result<Data> {
         let ids = tokenise(&tables, &tokenizer)?;
         let frozen = if config.freeze_encoder && !tables.is_empty() {
@@ -368,10 +377,15 @@ impl LoadedRouter {
     pub fn probabilities(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f64>>> {
         let ids = self.tokenizer.encode(texts)?;
         let h = encode_all(&self.router, &ids, batch_size, self.pad, self.device);
-        let probs = tch::no_grad(|| self.router.logits(&h).softmax(1, Kind::Double)).to_device(Device::Cpu);
+        Ok(self.probabilities_of(&h))
+    }
+
+    /// Per-LLM probabilities of queries already encoded, h `[n × d]`.
+    pub fn probabilities_of(&self, h: &Tensor) -> Vec<Vec<f64>> {
+        let probs = tch::no_grad(|| self.router.logits(h).softmax(1, Kind::Double)).to_device(Device::Cpu);
         let t = self.sidecar.models.len();
         let flat = Vec::<f64>::try_from(&probs.contiguous().view(-1)).unwrap_or_default();
-        Ok(flat.chunks(t.max(1)).map(<[f64]>::to_vec).collect())
+        flat.chunks(t.max(1)).map(<[f64]>::to_vec).collect()
     }
 }
 
@@ -438,7 +452,21 @@ pub fn run_route(config: &train::RouteConfig, quiet: bool) -> Result<()> {
         let out = config.out.as_ref().ok_or_else(|| Error::setting("out", "`--tables` needs `--out DIR`"))?;
         let tables = routerdc::io::read_tables(dir)?;
         std::fs::create_dir_all(out).map_err(|source| Error::Write { path: out.clone(), source })?;
-        for table in &tables {
+        // A router trained with a frozen encoder has the encoder's own weights: its h are
+        // `embed`'s vectors, from the embedding cache and parallel workers.
+        let frozen = if loaded.sidecar.settings.freeze_encoder {
+            let options = frozen_options(
+                Some(loaded.sidecar.encoder_dir.to_string_lossy().into_owned()),
+                loaded.sidecar.max_length,
+                loaded.sidecar.truncation,
+                config.batch_size,
+                config.device,
+            );
+            Some(super::embed::embed_tables(&tables, &options, quiet)?)
+        } else {
+            None
+        };
+        for (index, table) in tables.iter().enumerate() {
             if table.table.models != *models {
                 return Err(Error::ModelListMismatch {
                     first_path: config.checkpoint.clone(),
@@ -449,7 +477,13 @@ pub fn run_route(config: &train::RouteConfig, quiet: bool) -> Result<()> {
             }
             embed::check_texts(table)?;
             let texts: Vec<&str> = table.table.texts.iter().map(String::as_str).collect();
-            let probs = loaded.probabilities(&texts, config.batch_size)?;
+            let probs = match &frozen {
+                Some((vectors, dim, _, _)) => {
+                    let rows = (vectors[index].len() / (*dim).max(1)) as i64;
+                    loaded.probabilities_of(&Tensor::from_slice(&vectors[index]).view([rows, *dim as i64]).to(device))
+                }
+                None => loaded.probabilities(&texts, config.batch_size)?,
+            };
             let choices: Vec<usize> = probs.iter().map(|p| choose(p)).collect();
             let mut columns = vec![
                 Column::new("query_id".into(), &table.table.query_ids),

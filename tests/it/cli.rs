@@ -41,7 +41,7 @@ fn help_and_version_work_for_every_subcommand() {
     let version = routerdc(["--version"]);
     ok(&version);
     assert_eq!(stdout(&version).trim(), format!("routerdc {}", env!("CARGO_PKG_VERSION")));
-    for command in ["import", "export", "report", "doctor"] {
+    for command in ["import", "export", "report", "doctor", "run", "data"] {
         let help = routerdc([command, "--help"]);
         ok(&help);
         assert!(stdout(&help).contains("Usage: routerdc"), "{command}: {}", stdout(&help));
@@ -49,9 +49,9 @@ fn help_and_version_work_for_every_subcommand() {
 }
 
 #[test]
-fn the_sample_main_job_reports_what_the_json_says() {
+fn the_routerdc_json_fixture_reports_what_the_json_says() {
     let temp = tempfile::tempdir().unwrap();
-    let sample = repo().join("datasets/sample");
+    let sample = repo().join("tests/fixtures/routerdc_json");
     let files: Vec<PathBuf> = ["arc_easy_test", "gsm8k_test", "humaneval_test", "mmlu_test"]
         .iter()
         .map(|n| sample.join(format!("{n}.json")))
@@ -70,13 +70,23 @@ fn the_sample_main_job_reports_what_the_json_says() {
     ]);
     ok(&report);
     assert!(stdout(&report).contains("## acc_predict (%)"), "{}", stdout(&report));
-    assert_eq!(parquet_files(&out), ["baselines.csv", "baselines.md", "baselines.parquet"]);
+    assert_eq!(
+        parquet_files(&out),
+        ["acc_predict.png", "acc_predict.svg", "baselines.csv", "baselines.md", "baselines.parquet", "report.md"]
+    );
     assert_eq!(fs::read_to_string(out.join("baselines.md")).unwrap(), stdout(&report));
+    // report.md: the bar chart, then the same tables; no training curves without a checkpoint.
+    let page = fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(page.contains("![acc_predict per dataset](acc_predict.png)"), "{page}");
+    assert!(page.contains(&stdout(&report)), "{page}");
+    assert!(!page.contains("training_curves"), "{page}");
 
     let rows = read_csv(&out.join("baselines.csv"));
     for column in ["scope", "dataset", "router", "llm", "n_queries", "acc", "acc_predict"] {
         assert!(rows[0].contains_key(column), "baselines.csv lacks `{column}`");
     }
+    let svg = fs::read_to_string(out.join("acc_predict.svg")).unwrap();
+    let bars: Vec<&str> = svg.split(['<', '>']).map(str::trim).collect();
     let mut group_sums = std::collections::BTreeMap::<String, f64>::new();
     for file in &files {
         let dataset = file.file_stem().unwrap().to_str().unwrap();
@@ -85,6 +95,9 @@ fn the_sample_main_job_reports_what_the_json_says() {
         for (model, value) in &expected {
             let got = number(find(&rows, dataset, model), "acc_predict");
             assert!((got - value).abs() < 1e-12, "{dataset} {model}: {got} vs {value}");
+            // The bar chart writes each value at the end of its bar.
+            let label = format!("{:.1}", 100.0 * value);
+            assert!(bars.contains(&label.as_str()), "acc_predict.svg lacks {dataset} {model} ({label})");
             if dataset != "arc_easy_test" {
                 *group_sums.entry(model.clone()).or_default() += value / 3.0;
             }

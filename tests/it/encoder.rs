@@ -176,7 +176,11 @@ fn embed_matches_the_encoder_and_reuses_its_cache() {
     let again = temp.path().join("emb2");
     let second = routerdc_with_env(args(&again), &[("ROUTERDC_CACHE", &cache)]);
     ok(&second);
-    assert!(stderr(&second).contains("19 distinct, 19 from the cache"), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("20 texts (19 distinct): every vector from the embedding cache"),
+        "{}",
+        stderr(&second)
+    );
     assert_eq!(embeddings_of(&again.join("mmlu_train.parquet")), embeddings_of(&out.join("mmlu_train.parquet")));
     assert_eq!(embeddings_of(&again.join("gsm8k_train.parquet")), embeddings_of(&out.join("gsm8k_train.parquet")));
 }
