@@ -3,6 +3,8 @@
 
 use clap::{Parser, Subcommand};
 
+use crate::data::FetchConfig;
+use crate::pipeline::run::RunConfig;
 use crate::stages::cluster::ClusterConfig;
 use crate::stages::convert::ConvertConfig;
 use crate::stages::embed::EmbedConfig;
@@ -42,6 +44,19 @@ pub enum Command {
     Train(TrainConfig),
     /// Route queries (stdin lines, JSON lines or tables) with a trained checkpoint.
     Route(RouteConfig),
+    /// Run a pipeline file (`pipelines/*.toml`): every stage in order, unchanged stages skipped.
+    Run(RunConfig),
+    /// The RouterDC paper's released datasets.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
     /// Check the installation: versions, libtorch, CUDA, threads, the default encoder.
     Doctor,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Download the datasets (pinned commits, SHA-256 checked) into `--out`.
+    Fetch(FetchConfig),
 }

@@ -83,6 +83,9 @@ pub enum Error {
     #[error("{message}")]
     Input { message: String, hint: String },
 
+    #[error("`{}`: {message}", path.display())]
+    Pipeline { path: PathBuf, message: String, hint: String },
+
     #[error("This build has no `{feature}` support")]
     Unsupported { feature: &'static str },
 }
@@ -107,7 +110,10 @@ impl Error {
             )),
             Error::NoTables { .. } => Some("create tables with `routerdc import --out DIR FILE...` first".into()),
             Error::EmptyFile { .. } => Some("the file has no records; check that the export that wrote it finished".into()),
-            Error::Merge { hint, .. } | Error::Encoder { hint, .. } | Error::Input { hint, .. } => {
+            Error::Merge { hint, .. }
+            | Error::Encoder { hint, .. }
+            | Error::Input { hint, .. }
+            | Error::Pipeline { hint, .. } => {
                 Some(hint.clone()).filter(|hint| !hint.is_empty())
             }
             Error::Layout { .. } => {
@@ -135,6 +141,7 @@ impl Error {
                 | Error::NoTables { .. }
                 | Error::Encoder { .. }
                 | Error::Input { .. }
+                | Error::Pipeline { .. }
         ) || matches!(self, Error::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
     }
 

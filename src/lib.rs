@@ -5,10 +5,12 @@
 
 pub mod cli;
 pub mod commands;
+pub mod data;
 pub mod doctor;
 pub mod encoder;
 pub mod error;
 pub mod io;
+pub mod pipeline;
 pub mod plot;
 pub mod progress;
 pub mod stages;

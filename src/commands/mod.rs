@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, DataCommand};
 use crate::error::Result;
 use crate::stages::{convert, import, ingest, report};
 
@@ -17,6 +17,8 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Export(config) => run_export(&config, quiet),
         Command::Report(config) => run_report(&config, quiet),
         Command::Embed(_) | Command::Cluster(_) | Command::Train(_) | Command::Route(_) => run_torch_helper(),
+        Command::Run(config) => run_pipeline(&config, quiet),
+        Command::Data { command: DataCommand::Fetch(config) } => run_fetch(&config, quiet),
         Command::Doctor => Ok(run_doctor()),
     }
 }
@@ -177,6 +179,73 @@ fn run_report(config: &report::ReportConfig, quiet: bool) -> Result<ExitCode> {
     for path in &output.files {
         note(quiet, format_args!("wrote {}", path.display()));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_pipeline(config: &crate::pipeline::run::RunConfig, quiet: bool) -> Result<ExitCode> {
+    use crate::pipeline::run::Outcome;
+    let pipeline = crate::pipeline::load(&config.file, &config.outputs, &config.overrides)?;
+    let say = |line: &str| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    };
+    if !quiet {
+        let about = pipeline.description.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
+        eprintln!("pipeline `{}`{about} → {}", pipeline.name, pipeline.dir.display());
+    }
+    let summary = crate::pipeline::run::run(&pipeline, config, quiet, &say)?;
+    if let Some((stage, code)) = summary.failed {
+        eprintln!(
+            "error: stage `{}` failed (exit code {code}); its previous outputs, if any, are kept in `{}` and the failed run's in `{}.failed`",
+            stage.name(),
+            pipeline.dir.join(stage.name()).display(),
+            pipeline.dir.join(stage.name()).display()
+        );
+        return Ok(ExitCode::from(code.clamp(1, 255) as u8));
+    }
+    if !quiet {
+        let count = |outcome: Outcome| summary.stages.iter().filter(|(_, o, _)| *o == outcome).count();
+        let seconds: f64 = summary.stages.iter().map(|(_, _, s)| s).sum();
+        eprintln!(
+            "{} ran, {} unchanged (skipped), {} kept from earlier runs{} in {seconds:.1} s",
+            count(Outcome::Ran),
+            count(Outcome::Skipped),
+            count(Outcome::Kept),
+            if config.dry_run { format!(", {} would run", count(Outcome::WouldRun)) } else { String::new() },
+        );
+        if let Some(report) = pipeline.stage(crate::pipeline::StageKind::Report) {
+            let path = report.dir.join("report.md");
+            if path.is_file() {
+                eprintln!("report: {}", path.display());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_fetch(config: &crate::data::FetchConfig, quiet: bool) -> Result<ExitCode> {
+    let bar = crate::progress::bar(crate::data::FILES.len() as u64, "fetch", quiet);
+    let (mut downloaded, mut present) = (0, 0);
+    let result = crate::data::fetch(config, |file, fetched| {
+        bar.set_message(file.path);
+        bar.inc(1);
+        match fetched {
+            crate::data::Fetched::Downloaded => downloaded += 1,
+            crate::data::Fetched::AlreadyThere => present += 1,
+        }
+    });
+    bar.finish_and_clear();
+    result?;
+    note(
+        quiet,
+        format_args!(
+            "{downloaded} downloaded, {present} already there, all {} checked (SHA-256) in `{}`\nnext: export ROUTERDC_DATA={}",
+            crate::data::FILES.len(),
+            config.out.display(),
+            std::path::absolute(&config.out).unwrap_or_else(|_| config.out.clone()).display()
+        ),
+    );
     Ok(ExitCode::SUCCESS)
 }
 

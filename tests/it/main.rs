@@ -5,6 +5,7 @@ mod convert;
 mod encoder;
 mod ingest;
 mod pickle;
+mod pipeline;
 mod reference;
 mod train;
 mod util;

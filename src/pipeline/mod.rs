@@ -1,0 +1,551 @@
+//! Pipeline files (`pipelines/*.toml`): a whole run declared once, one table per stage.
+//!
+//! A stage's keys are its command-line flags (`batch-size = 32` is `--batch-size 32`), so one
+//! settings type, the stage's clap `Args`, serves both: a table is turned into the arguments the
+//! command line would carry and parsed by the same parser, defaults and checks included. The
+//! folders that chain the stages (`out`, `tables`, `train`, `test`, `checkpoint`) are filled in
+//! by [`run`] from `outputs/<pipeline>/<stage>/`.
+
+pub mod run;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use clap::{ArgAction, CommandFactory};
+
+use crate::error::{Error, Result};
+
+/// The stages a pipeline may declare, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StageKind {
+    Ingest,
+    Convert,
+    Import,
+    Cluster,
+    Train,
+    Report,
+}
+
+impl StageKind {
+    pub const ALL: [StageKind; 6] = [
+        StageKind::Ingest,
+        StageKind::Convert,
+        StageKind::Import,
+        StageKind::Cluster,
+        StageKind::Train,
+        StageKind::Report,
+    ];
+
+    /// The subcommand, and the table's name in a pipeline file.
+    pub fn name(self) -> &'static str {
+        match self {
+            StageKind::Ingest => "ingest",
+            StageKind::Convert => "convert",
+            StageKind::Import => "import",
+            StageKind::Cluster => "cluster",
+            StageKind::Train => "train",
+            StageKind::Report => "report",
+        }
+    }
+
+    /// Stages that make the scored tables from raw files.
+    pub fn is_source(self) -> bool {
+        matches!(self, StageKind::Ingest | StageKind::Convert | StageKind::Import)
+    }
+
+    /// The flags `routerdc run` sets itself to chain the stages.
+    fn wired(self) -> &'static [&'static str] {
+        match self {
+            StageKind::Ingest | StageKind::Convert | StageKind::Import => &["out"],
+            StageKind::Cluster => &["tables", "out"],
+            StageKind::Train => &["train", "test", "out"],
+            StageKind::Report => &["tables", "checkpoint", "out"],
+        }
+    }
+
+    fn from_name(name: &str) -> Option<StageKind> {
+        StageKind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+}
+
+/// One stage of a loaded pipeline, ready to run.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub kind: StageKind,
+    /// `outputs/<pipeline>/<stage>/`.
+    pub dir: PathBuf,
+    /// The arguments after the subcommand, as the command line would carry them.
+    pub args: Vec<OsString>,
+    /// Every setting after parsing, defaults included, keyed by flag: `config.toml` beside the outputs.
+    pub resolved: toml::Table,
+    /// Files and folders the stage reads (its inputs, the encoder, the previous stage's outputs).
+    pub inputs: Vec<PathBuf>,
+    /// Things the user should know about how the file was read (an encoder fallback, ...).
+    pub notices: Vec<String>,
+}
+
+/// A pipeline file, read and checked.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub name: String,
+    pub file: PathBuf,
+    pub description: Option<String>,
+    /// `outputs/<name>/`.
+    pub dir: PathBuf,
+    pub stages: Vec<Stage>,
+}
+
+impl Pipeline {
+    pub fn stage(&self, kind: StageKind) -> Option<&Stage> {
+        self.stages.iter().find(|stage| stage.kind == kind)
+    }
+}
+
+/// `STAGE.KEY=VALUE` from `routerdc run --set`: VALUE is read as a TOML value (`20`, `true`,
+/// `0.5`, `["a", "b"]`), else taken as a string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Override {
+    pub stage: String,
+    pub key: String,
+    pub value: toml::Value,
+}
+
+impl std::str::FromStr for Override {
+    type Err = String;
+
+    fn from_str(spec: &str) -> std::result::Result<Self, Self::Err> {
+        let (path, value) = spec.split_once('=').ok_or_else(|| format!("`{spec}` is not STAGE.KEY=VALUE"))?;
+        let (stage, key) =
+            path.split_once('.').ok_or_else(|| format!("`{path}` is not STAGE.KEY (e.g. train.steps)"))?;
+        let value = toml::from_str::<toml::Table>(&format!("value = {value}"))
+            .ok()
+            .and_then(|mut table| table.remove("value"))
+            .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+        Ok(Override { stage: stage.trim().to_owned(), key: key.trim().to_owned(), value })
+    }
+}
+
+fn pipeline_error(file: &Path, message: impl Into<String>, hint: impl Into<String>) -> Error {
+    Error::Pipeline { path: file.to_path_buf(), message: message.into(), hint: hint.into() }
+}
+
+/// Read `file`, apply `overrides`, and turn every stage table into checked arguments whose
+/// outputs go under `outputs/<name>/`.
+pub fn load(file: &Path, outputs: &Path, overrides: &[Override]) -> Result<Pipeline> {
+    let text = std::fs::read_to_string(file).map_err(|source| Error::Read { path: file.to_path_buf(), source })?;
+    let mut table: toml::Table = toml::from_str(&text).map_err(|error| {
+        pipeline_error(file, error.to_string().trim_end(), "a pipeline file is TOML: see pipelines/README.md")
+    })?;
+    for over in overrides {
+        if StageKind::from_name(&over.stage).is_none() {
+            return Err(pipeline_error(
+                file,
+                format!("`--set {}.{}`: there is no stage `{}`", over.stage, over.key, over.stage),
+                format!("stages are {}", stage_names()),
+            ));
+        }
+        let Some(toml::Value::Table(stage)) = table.get_mut(&over.stage) else {
+            return Err(pipeline_error(
+                file,
+                format!("`--set {}.{}`: the file declares no [{}] stage", over.stage, over.key, over.stage),
+                "add the stage to the file, or set a key of a stage it has",
+            ));
+        };
+        stage.insert(over.key.clone(), over.value.clone());
+    }
+
+    let mut name = file.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut description = None;
+    let mut declared: Vec<(StageKind, toml::Table)> = Vec::new();
+    for (key, value) in table {
+        match (key.as_str(), value) {
+            ("name", toml::Value::String(value)) => name = value,
+            ("description", toml::Value::String(value)) => description = Some(value),
+            (key, toml::Value::Table(stage)) if StageKind::from_name(key).is_some() => {
+                declared.push((StageKind::from_name(key).expect("checked"), stage));
+            }
+            (key, _) if StageKind::from_name(key).is_some() || key == "name" || key == "description" => {
+                return Err(pipeline_error(
+                    file,
+                    format!("`{key}` has the wrong type"),
+                    "`name` and `description` are strings; each stage is a table, `[ingest]`, `[train]`, ...",
+                ));
+            }
+            (key, _) => {
+                return Err(pipeline_error(
+                    file,
+                    format!("unknown key `{key}`"),
+                    format!("the top level holds `name`, `description` and the stage tables {}", stage_names()),
+                ));
+            }
+        }
+    }
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || name.starts_with('.')
+    {
+        return Err(pipeline_error(
+            file,
+            format!("pipeline name `{name}` cannot name a folder"),
+            "use letters, digits, `-`, `_` and `.`",
+        ));
+    }
+    declared.sort_by_key(|(kind, _)| *kind);
+    let sources: Vec<&str> =
+        declared.iter().filter(|(kind, _)| kind.is_source()).map(|(kind, _)| kind.name()).collect();
+    if sources.len() != 1 {
+        return Err(pipeline_error(
+            file,
+            if sources.is_empty() {
+                "no stage makes the tables".to_owned()
+            } else {
+                format!("several stages make the tables: {}", sources.join(", "))
+            },
+            "declare exactly one of [ingest] (harness outputs), [convert] (RouterBench) or [import] (RouterDC JSON)",
+        ));
+    }
+
+    let dir = outputs.join(&name);
+    let mut stages: Vec<Stage> = Vec::new();
+    for (kind, settings) in declared {
+        let stage_dir = dir.join(kind.name());
+        let wiring = wiring(kind, &stage_dir, &stages);
+        stages.push(stage(file, kind, settings, stage_dir, wiring)?);
+    }
+    Ok(Pipeline { name, file: file.to_path_buf(), description, dir, stages })
+}
+
+fn stage_names() -> String {
+    StageKind::ALL.map(|kind| format!("[{}]", kind.name())).join(", ")
+}
+
+/// The folders a stage gets from the stages before it.
+fn wiring(kind: StageKind, dir: &Path, before: &[Stage]) -> Vec<(&'static str, PathBuf)> {
+    // The newest tables: the clustered ones when there is a cluster stage, else the source's.
+    let tables = before
+        .iter()
+        .rev()
+        .find(|stage| stage.kind == StageKind::Cluster || stage.kind.is_source())
+        .map(|stage| stage.dir.clone());
+    let mut wired = vec![("out", dir.to_path_buf())];
+    match kind {
+        StageKind::Ingest | StageKind::Convert | StageKind::Import => {}
+        StageKind::Cluster => wired.extend(tables.map(|dir| ("tables", dir))),
+        StageKind::Train => {
+            wired.extend(tables.clone().map(|dir| ("train", dir)));
+            wired.extend(tables.map(|dir| ("test", dir)));
+        }
+        StageKind::Report => {
+            wired.extend(tables.map(|dir| ("tables", dir)));
+            if let Some(train) = before.iter().find(|stage| stage.kind == StageKind::Train) {
+                wired.push(("checkpoint", train.dir.join("best.safetensors")));
+            }
+        }
+    }
+    wired
+}
+
+/// Turn one stage table into arguments, parse them as the command line would, and record the
+/// resolved settings and the stage's inputs.
+fn stage(
+    file: &Path,
+    kind: StageKind,
+    settings: toml::Table,
+    dir: PathBuf,
+    wiring: Vec<(&'static str, PathBuf)>,
+) -> Result<Stage> {
+    let command = crate::cli::Cli::command();
+    let sub = command.find_subcommand(kind.name()).expect("every stage is a subcommand").clone();
+    let section = format!("[{}]", kind.name());
+    let known: Vec<&clap::Arg> =
+        sub.get_arguments().filter(|arg| !matches!(arg.get_id().as_str(), "help" | "version" | "quiet")).collect();
+    let key_of = |arg: &clap::Arg| arg.get_long().unwrap_or(arg.get_id().as_str()).to_owned();
+    let mut flags: Vec<OsString> = Vec::new();
+    let mut positionals: Vec<OsString> = Vec::new();
+    let mut notices = Vec::new();
+    for (key, value) in settings {
+        let Some(arg) = known.iter().find(|arg| key_of(arg) == key) else {
+            let kebab = key.replace('_', "-");
+            let hint = if known.iter().any(|arg| key_of(arg) == kebab) {
+                format!("keys are the command-line flags: `{kebab}`")
+            } else {
+                let keys: Vec<String> =
+                    known.iter().map(|arg| key_of(arg)).filter(|key| !kind.wired().contains(&key.as_str())).collect();
+                format!("the keys of {section} are: {}", keys.join(", "))
+            };
+            return Err(pipeline_error(file, format!("unknown key `{key}` in {section}"), hint));
+        };
+        if kind.wired().contains(&key.as_str()) {
+            return Err(pipeline_error(
+                file,
+                format!("`{key}` in {section} is set by `routerdc run`"),
+                format!("remove it: the stage reads the previous stage's outputs and writes into `{}`", dir.display()),
+            ));
+        }
+        let value = if key == "encoder" { choose_encoder(file, &section, value, &mut notices)? } else { value };
+        let values = argument_values(file, &section, &key, arg, value)?;
+        if arg.is_positional() {
+            positionals.extend(values.into_iter().map(OsString::from));
+        } else if matches!(arg.get_action(), ArgAction::SetTrue) {
+            match values.as_slice() {
+                [flag] if flag == "true" => flags.push(format!("--{key}").into()),
+                [flag] if flag == "false" => {}
+                _ => {
+                    return Err(pipeline_error(
+                        file,
+                        format!("`{key}` in {section} is a switch"),
+                        format!("write `{key} = true` or `{key} = false`"),
+                    ));
+                }
+            }
+        } else {
+            for value in values {
+                flags.push(format!("--{key}").into());
+                flags.push(value.into());
+            }
+        }
+    }
+    for (key, path) in &wiring {
+        flags.push(format!("--{key}").into());
+        flags.push(path.clone().into_os_string());
+    }
+    let mut args = flags;
+    if !positionals.is_empty() {
+        args.push("--".into());
+        args.extend(positionals);
+    }
+
+    let mut argv: Vec<OsString> = vec!["routerdc".into(), kind.name().into()];
+    argv.extend(args.iter().cloned());
+    let matches = command.try_get_matches_from(argv).map_err(|error| {
+        let rendered = error.render().to_string();
+        let message =
+            rendered.split("\n\n").next().unwrap_or(&rendered).trim_start_matches("error: ").trim().to_owned();
+        pipeline_error(
+            file,
+            format!("{section}: {message}"),
+            "keys are the stage's flags; `routerdc <stage> --help` lists them",
+        )
+    })?;
+    let (_, matches) = matches.subcommand().expect("the stage's subcommand");
+
+    let mut resolved = toml::Table::new();
+    let mut inputs = Vec::new();
+    for arg in &known {
+        let id = arg.get_id().as_str();
+        let key = key_of(arg);
+        if matches!(arg.get_action(), ArgAction::SetTrue) {
+            resolved.insert(key, toml::Value::Boolean(matches.get_flag(id)));
+            continue;
+        }
+        let Some(raw) = matches.get_raw(id) else { continue };
+        let raw: Vec<String> = raw.map(|value| value.to_string_lossy().into_owned()).collect();
+        if is_path(arg) {
+            for value in &raw {
+                let path =
+                    value.split_once('=').filter(|_| !Path::new(value).exists()).map_or(value.as_str(), |(_, p)| p);
+                inputs.push(PathBuf::from(path));
+            }
+        }
+        let many = arg.is_positional() || matches!(arg.get_action(), ArgAction::Append);
+        let value =
+            if many { toml::Value::Array(raw.iter().map(|value| typed(value)).collect()) } else { typed(&raw[0]) };
+        resolved.insert(key, value);
+    }
+    // The stage's own outputs are not its inputs.
+    inputs.retain(|path| path != &dir && !path.starts_with(&dir));
+    if matches!(kind, StageKind::Cluster | StageKind::Train) {
+        let spec =
+            matches.get_raw("encoder").and_then(|mut raw| raw.next()).map(|raw| raw.to_string_lossy().into_owned());
+        // An encoder that cannot be found is the stage's error to report, with its hint.
+        if let Ok(files) = crate::encoder::resolve(spec.as_deref()) {
+            inputs.extend([files.config.clone(), files.tokenizer.clone(), files.weights.clone()]);
+            inputs.extend(["tokenizer_config.json", "special_tokens_map.json"].map(|name| files.dir.join(name)));
+        }
+    }
+    if kind == StageKind::Report {
+        // The training curves come from the log beside the checkpoint.
+        if let Some((_, checkpoint)) = wiring.iter().find(|(key, _)| *key == "checkpoint") {
+            inputs.extend(checkpoint.parent().map(|dir| dir.join("train_log.parquet")));
+            inputs.extend(checkpoint.parent().map(|dir| dir.join("best.json")));
+        }
+    }
+    inputs.sort();
+    inputs.dedup();
+    let mut resolved_stage = toml::Table::new();
+    resolved_stage.insert(kind.name().to_owned(), toml::Value::Table(resolved));
+    Ok(Stage { kind, dir, args, resolved: resolved_stage, inputs, notices })
+}
+
+/// Whether an argument names files or folders (its value name says DIR, FILE or PATH).
+fn is_path(arg: &clap::Arg) -> bool {
+    arg.get_value_names()
+        .is_some_and(|names| names.iter().any(|name| ["DIR", "FILE", "PATH"].iter().any(|p| name.as_str().contains(p))))
+}
+
+/// A resolved value as TOML: integers and decimals as numbers, the rest as strings.
+fn typed(raw: &str) -> toml::Value {
+    if let Ok(integer) = raw.parse::<i64>() {
+        return toml::Value::Integer(integer);
+    }
+    if raw.bytes().any(|b| b.is_ascii_digit())
+        && let Ok(float) = raw.parse::<f64>()
+    {
+        return toml::Value::Float(float);
+    }
+    toml::Value::String(raw.to_owned())
+}
+
+/// The strings one key stands for: a scalar is one value, an array one value per element, an
+/// inline table `{ a = "x", b = ["y", "z"] }` the values `a=x` and `b=y,z` (for `NAME=...` flags).
+fn argument_values(file: &Path, section: &str, key: &str, arg: &clap::Arg, value: toml::Value) -> Result<Vec<String>> {
+    let scalar = |value: &toml::Value| -> Result<String> {
+        match value {
+            toml::Value::String(text) => expand(file, section, key, text),
+            toml::Value::Integer(number) => Ok(number.to_string()),
+            toml::Value::Float(number) => Ok(number.to_string()),
+            toml::Value::Boolean(flag) => Ok(flag.to_string()),
+            _ => Err(pipeline_error(
+                file,
+                format!("`{key}` in {section}: a {} is not a value", value.type_str()),
+                "values are strings, numbers or booleans; repeatable flags take an array",
+            )),
+        }
+    };
+    let mut values = match &value {
+        toml::Value::Array(items) => items.iter().map(scalar).collect::<Result<Vec<_>>>()?,
+        toml::Value::Table(entries) => entries
+            .iter()
+            .map(|(name, value)| {
+                let joined = match value {
+                    toml::Value::Array(items) => items.iter().map(scalar).collect::<Result<Vec<_>>>()?.join(","),
+                    other => scalar(other)?,
+                };
+                Ok(format!("{name}={joined}"))
+            })
+            .collect::<Result<Vec<_>>>()?,
+        other => vec![scalar(other)?],
+    };
+    let repeatable = arg.is_positional() || matches!(arg.get_action(), ArgAction::Append);
+    if values.len() != 1 && !repeatable {
+        return Err(pipeline_error(
+            file,
+            format!("`{key}` in {section} takes one value, not {}", values.len()),
+            "only repeatable flags (and the input list) take an array",
+        ));
+    }
+    if is_path(arg) && (arg.is_positional() || matches!(arg.get_action(), ArgAction::Append)) {
+        values = expand_globs(file, section, key, values)?;
+    }
+    Ok(values)
+}
+
+/// `${NAME}` replaced by the environment variable NAME; an unset one is an error.
+fn expand(file: &Path, section: &str, key: &str, text: &str) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| {
+            pipeline_error(file, format!("`{key}` in {section}: `${{` without a closing `}}`"), "write `${NAME}`")
+        })?;
+        let name = &after[..end];
+        let value = std::env::var(name).ok().filter(|value| !value.is_empty()).ok_or_else(|| {
+            pipeline_error(
+                file,
+                format!("`{key}` in {section} uses ${{{name}}}, which is not set"),
+                format!(
+                    "set it, e.g. `export {name}=...`{}",
+                    if name == "ROUTERDC_DATA" {
+                        " (the RouterDC datasets: `routerdc data fetch` downloads them)"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+        })?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Path patterns with `*`, `?` or `[` expanded as a shell would (sorted); one that matches
+/// nothing is an error.
+fn expand_globs(file: &Path, section: &str, key: &str, values: Vec<String>) -> Result<Vec<String>> {
+    let mut out = Vec::with_capacity(values.len());
+    for value in values {
+        let (prefix, pattern) = match value.split_once('=') {
+            Some((name, path)) if !Path::new(&value).exists() => (format!("{name}="), path.to_owned()),
+            _ => (String::new(), value.clone()),
+        };
+        if !pattern.contains(['*', '?', '[']) {
+            out.push(value);
+            continue;
+        }
+        let bad = |message: String| pipeline_error(file, format!("`{key}` in {section}: {message}"), "");
+        let mut matched: Vec<PathBuf> = glob::glob(&pattern)
+            .map_err(|error| bad(format!("`{pattern}` is not a pattern: {error}")))?
+            .filter_map(std::result::Result::ok)
+            .collect();
+        if matched.is_empty() {
+            return Err(bad(format!("`{pattern}` matches no file")));
+        }
+        matched.sort();
+        out.extend(matched.into_iter().map(|path| format!("{prefix}{}", path.display())));
+    }
+    Ok(out)
+}
+
+/// `encoder = ["microsoft/mdeberta-v3-base", "default"]`: the first that is found, with a notice
+/// when it is not the first.
+fn choose_encoder(file: &Path, section: &str, value: toml::Value, notices: &mut Vec<String>) -> Result<toml::Value> {
+    let toml::Value::Array(choices) = value else { return Ok(value) };
+    let mut missing = Vec::new();
+    for choice in &choices {
+        let toml::Value::String(spec) = choice else {
+            return Err(pipeline_error(file, format!("`encoder` in {section}: choices are strings"), ""));
+        };
+        let spec = expand(file, section, "encoder", spec)?;
+        match crate::encoder::resolve(Some(&spec)) {
+            Ok(_) => {
+                if !missing.is_empty() {
+                    notices.push(format!("{section}: encoder {} not found; using `{spec}`", missing.join(", ")));
+                }
+                return Ok(toml::Value::String(spec));
+            }
+            Err(_) => missing.push(format!("`{spec}`")),
+        }
+    }
+    Err(pipeline_error(
+        file,
+        format!("{section}: none of the encoders {} is available", missing.join(", ")),
+        "put an HF model folder on disk or in the HF cache, or add \"default\" (the bundled encoder) to the list",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_read_toml_values_and_fall_back_to_strings() {
+        let over: Override = "train.steps=20".parse().unwrap();
+        assert_eq!((over.stage.as_str(), over.key.as_str(), over.value), ("train", "steps", toml::Value::Integer(20)));
+        let over: Override = "train.encoder=org/name".parse().unwrap();
+        assert_eq!(over.value, toml::Value::String("org/name".into()));
+        let over: Override = "train.freeze-encoder=true".parse().unwrap();
+        assert_eq!(over.value, toml::Value::Boolean(true));
+        assert!("steps=20".parse::<Override>().is_err());
+        assert!("train.steps".parse::<Override>().is_err());
+    }
+
+    #[test]
+    fn resolved_values_keep_their_types() {
+        assert_eq!(typed("64"), toml::Value::Integer(64));
+        assert_eq!(typed("0.05"), toml::Value::Float(0.05));
+        assert_eq!(typed("cosine"), toml::Value::String("cosine".into()));
+        assert_eq!(typed("inf"), toml::Value::String("inf".into()));
+    }
+}
