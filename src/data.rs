@@ -4,7 +4,6 @@
 //! has them); files already present with the right checksum are not downloaded again, so a
 //! copy made by hand is checked the same way.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -195,19 +194,8 @@ fn url(config: &FetchConfig, file: &DataFile) -> String {
 }
 
 fn sha256_of(path: &Path) -> Result<(u64, String)> {
-    let read_error = |source| Error::Read { path: path.to_path_buf(), source };
-    let mut file = std::fs::File::open(path).map_err(read_error)?;
     let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut bytes = 0u64;
-    loop {
-        let n = file.read(&mut buffer).map_err(read_error)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-        bytes += n as u64;
-    }
+    let bytes = crate::io::copy_into(path, &mut hasher)?;
     let digest = hasher.finalize();
     Ok((bytes, digest.iter().map(|byte| format!("{byte:02x}")).collect()))
 }

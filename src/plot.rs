@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -146,6 +147,14 @@ fn draw_cost_quality<DB: DrawingBackend>(
             )
             .map_err(error)?;
     }
+    legend(&mut chart)?;
+    area.present().map_err(error)
+}
+
+/// The series labels in the lower right corner.
+fn legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+) -> std::result::Result<(), String> {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
@@ -153,8 +162,7 @@ fn draw_cost_quality<DB: DrawingBackend>(
         .border_style(BLACK)
         .label_font(("sans-serif", 14))
         .draw()
-        .map_err(error)?;
-    area.present().map_err(error)
+        .map_err(|e| e.to_string())
 }
 
 /// The tab10 colours, for series told apart by colour.
@@ -342,14 +350,7 @@ fn draw_training_curves<DB: DrawingBackend>(
         chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled()))).map_err(error)?;
     }
     if !scores.is_empty() {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(error)?;
+        legend(&mut chart)?;
     }
     area.present().map_err(error)
 }

@@ -34,6 +34,13 @@ pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut BufWriter<&File>) -> Res
     Ok(())
 }
 
+/// Stream the file at `path` into `sink` (a hasher); returns its size.
+pub fn copy_into(path: &Path, sink: &mut impl Write) -> Result<u64> {
+    let read_error = |source| Error::Read { path: path.to_path_buf(), source };
+    let mut file = File::open(path).map_err(read_error)?;
+    std::io::copy(&mut file, sink).map_err(read_error)
+}
+
 /// Read a whole file, naming it in the error.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })

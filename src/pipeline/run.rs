@@ -8,7 +8,6 @@
 //! outputs are kept in `<stage>.failed/` to look at), and are deleted once it succeeds.
 
 use std::ffi::OsString;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
@@ -330,19 +329,8 @@ fn collect(root: &Path, path: &Path, skip_own_files: bool, files: &mut Vec<PathB
 }
 
 fn hash_file(path: &Path) -> Result<FileHash> {
-    let read_error = |source| Error::Read { path: path.to_path_buf(), source };
-    let mut file = std::fs::File::open(path).map_err(read_error)?;
     let mut hasher = blake3::Hasher::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut bytes = 0u64;
-    loop {
-        let n = file.read(&mut buffer).map_err(read_error)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-        bytes += n as u64;
-    }
+    let bytes = crate::io::copy_into(path, &mut hasher)?;
     Ok(FileHash { path: path.to_path_buf(), bytes, blake3: hasher.finalize().to_hex().to_string() })
 }
 
