@@ -248,3 +248,25 @@ fn routerdc_itself_does_not_link_libtorch() {
     assert!(dynamic.contains("(NEEDED)"), "readelf printed no dynamic section:\n{dynamic}");
     assert!(!dynamic.contains("libtorch") && !dynamic.contains("libc10"), "{dynamic}");
 }
+
+/// `import --default-split` sets the split of files without a `_train`/`_test` suffix only.
+#[test]
+fn import_default_split_applies_to_files_without_a_suffix() {
+    let temp = tempfile::tempdir().unwrap();
+    let record = r#"[{"question": "q", "scores": {"a": 1.0, "b": 0.0}}]"#;
+    let plain = write(temp.path(), "mmlu.json", record);
+    let suffixed = write(temp.path(), "gsm8k_train.json", record);
+    let splits = |extra: &[&str]| {
+        let out = temp.path().join(format!("tables{}", extra.len()));
+        let mut args = vec!["import", "--out", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.extend([plain.to_str().unwrap(), suffixed.to_str().unwrap()]);
+        ok(&routerdc(&args));
+        ["mmlu", "gsm8k_train"].map(|name| {
+            let table = routerdc::io::read_table(&out.join(format!("{name}.parquet"))).unwrap().table;
+            table.splits[0].map(|split| split.as_str())
+        })
+    };
+    assert_eq!(splits(&[]), [None, Some("train")]);
+    assert_eq!(splits(&["--default-split", "test"]), [Some("test"), Some("train")]);
+}

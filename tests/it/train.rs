@@ -277,6 +277,10 @@ fn bad_training_settings_are_usage_errors() {
     let output = train(&["--top-k", "2", "--last-k", "2"], &tables);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("top_k (2) + last_k (2)"), "{}", stderr(&output));
+    // Every row of these tables is a training row: a test split selects nothing.
+    let output = train(&["--top-k", "1", "--last-k", "1", "--train-split", "test"], &tables);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("has rows whose split is `test`"), "{}", stderr(&output));
 
     // A table without cluster ids while the cluster loss is on.
     let records = json!([{"question": "q one", "scores": {"llm-a": 1.0, "llm-b": 0.0, "llm-c": 0.0}}]);
