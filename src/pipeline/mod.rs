@@ -255,10 +255,44 @@ fn stage(
 ) -> Result<Stage> {
     let command = crate::cli::Cli::command();
     let sub = command.find_subcommand(kind.name()).expect("every stage is a subcommand").clone();
-    let section = format!("[{}]", kind.name());
     let known: Vec<&clap::Arg> =
         sub.get_arguments().filter(|arg| !matches!(arg.get_id().as_str(), "help" | "version" | "quiet")).collect();
-    let key_of = |arg: &clap::Arg| arg.get_long().unwrap_or(arg.get_id().as_str()).to_owned();
+    let (args, notices) = arguments(file, kind, settings, &known, &dir, &wiring)?;
+
+    let mut argv: Vec<OsString> = vec!["routerdc".into(), kind.name().into()];
+    argv.extend(args.iter().cloned());
+    let matches = command.try_get_matches_from(argv).map_err(|error| {
+        let rendered = error.render().to_string();
+        let message =
+            rendered.split("\n\n").next().unwrap_or(&rendered).trim_start_matches("error: ").trim().to_owned();
+        pipeline_error(
+            file,
+            format!("[{}]: {message}", kind.name()),
+            "keys are the stage's flags; `routerdc <stage> --help` lists them",
+        )
+    })?;
+    let (_, matches) = matches.subcommand().expect("the stage's subcommand");
+    let (resolved, inputs) = resolve(kind, &known, matches, &dir, &wiring);
+    let mut resolved_stage = toml::Table::new();
+    resolved_stage.insert(kind.name().to_owned(), toml::Value::Table(resolved));
+    Ok(Stage { kind, dir, args, resolved: resolved_stage, inputs, notices })
+}
+
+/// A setting's key in a pipeline file: its long flag, or for the positional inputs its name.
+fn key_of(arg: &clap::Arg) -> String {
+    arg.get_long().unwrap_or(arg.get_id().as_str()).to_owned()
+}
+
+/// The command-line arguments a stage table stands for, the wired folders last; and notices.
+fn arguments(
+    file: &Path,
+    kind: StageKind,
+    settings: toml::Table,
+    known: &[&clap::Arg],
+    dir: &Path,
+    wiring: &[(&'static str, PathBuf)],
+) -> Result<(Vec<OsString>, Vec<String>)> {
+    let section = format!("[{}]", kind.name());
     let mut flags: Vec<OsString> = Vec::new();
     let mut positionals: Vec<OsString> = Vec::new();
     let mut notices = Vec::new();
@@ -304,33 +338,29 @@ fn stage(
             }
         }
     }
-    for (key, path) in &wiring {
+    for (key, path) in wiring {
         flags.push(format!("--{key}").into());
         flags.push(path.clone().into_os_string());
     }
-    let mut args = flags;
     if !positionals.is_empty() {
-        args.push("--".into());
-        args.extend(positionals);
+        flags.push("--".into());
+        flags.extend(positionals);
     }
+    Ok((flags, notices))
+}
 
-    let mut argv: Vec<OsString> = vec!["routerdc".into(), kind.name().into()];
-    argv.extend(args.iter().cloned());
-    let matches = command.try_get_matches_from(argv).map_err(|error| {
-        let rendered = error.render().to_string();
-        let message =
-            rendered.split("\n\n").next().unwrap_or(&rendered).trim_start_matches("error: ").trim().to_owned();
-        pipeline_error(
-            file,
-            format!("{section}: {message}"),
-            "keys are the stage's flags; `routerdc <stage> --help` lists them",
-        )
-    })?;
-    let (_, matches) = matches.subcommand().expect("the stage's subcommand");
-
+/// Every setting after parsing (defaults included, keyed by flag), and the files and folders
+/// the stage reads: its path arguments, the encoder's files, the training log for the report.
+fn resolve(
+    kind: StageKind,
+    known: &[&clap::Arg],
+    matches: &clap::ArgMatches,
+    dir: &Path,
+    wiring: &[(&'static str, PathBuf)],
+) -> (toml::Table, Vec<PathBuf>) {
     let mut resolved = toml::Table::new();
     let mut inputs = Vec::new();
-    for arg in &known {
+    for arg in known {
         let id = arg.get_id().as_str();
         let key = key_of(arg);
         if matches!(arg.get_action(), ArgAction::SetTrue) {
@@ -352,7 +382,7 @@ fn stage(
         resolved.insert(key, value);
     }
     // The stage's own outputs are not its inputs.
-    inputs.retain(|path| path != &dir && !path.starts_with(&dir));
+    inputs.retain(|path| !path.starts_with(dir));
     if matches!(kind, StageKind::Cluster | StageKind::Train) {
         let spec =
             matches.get_raw("encoder").and_then(|mut raw| raw.next()).map(|raw| raw.to_string_lossy().into_owned());
@@ -371,9 +401,7 @@ fn stage(
     }
     inputs.sort();
     inputs.dedup();
-    let mut resolved_stage = toml::Table::new();
-    resolved_stage.insert(kind.name().to_owned(), toml::Value::Table(resolved));
-    Ok(Stage { kind, dir, args, resolved: resolved_stage, inputs, notices })
+    (resolved, inputs)
 }
 
 /// Whether an argument names files or folders (its value name says DIR, FILE or PATH).
