@@ -317,6 +317,19 @@ fn arguments(
         }
         let value = if key == "encoder" { choose_encoder(file, &section, value, &mut notices)? } else { value };
         let values = argument_values(file, &section, &key, arg, value)?;
+        if is_path(arg) && key != "encoder" {
+            for value in &values {
+                let path = path_part(value);
+                if !Path::new(path).exists() {
+                    let here = std::env::current_dir().map(|dir| dir.display().to_string()).unwrap_or_default();
+                    return Err(pipeline_error(
+                        file,
+                        format!("`{key}` in {section}: `{path}` does not exist"),
+                        format!("relative paths are read from the folder you run in ({here}), as on the command line"),
+                    ));
+                }
+            }
+        }
         if arg.is_positional() {
             positionals.extend(values.into_iter().map(OsString::from));
         } else if matches!(arg.get_action(), ArgAction::SetTrue) {
@@ -371,9 +384,7 @@ fn resolve(
         let raw: Vec<String> = raw.map(|value| value.to_string_lossy().into_owned()).collect();
         if is_path(arg) {
             for value in &raw {
-                let path =
-                    value.split_once('=').filter(|_| !Path::new(value).exists()).map_or(value.as_str(), |(_, p)| p);
-                inputs.push(PathBuf::from(path));
+                inputs.push(PathBuf::from(path_part(value)));
             }
         }
         let many = arg.is_positional() || matches!(arg.get_action(), ArgAction::Append);
@@ -402,6 +413,14 @@ fn resolve(
     inputs.sort();
     inputs.dedup();
     (resolved, inputs)
+}
+
+/// The path in a path argument's value: the value, or for `NAME=PATH` flags what follows `=`.
+fn path_part(value: &str) -> &str {
+    match value.split_once('=') {
+        Some((_, path)) if !Path::new(value).exists() => path,
+        _ => value,
+    }
 }
 
 /// Whether an argument names files or folders (its value name says DIR, FILE or PATH).
@@ -504,10 +523,8 @@ fn expand(file: &Path, section: &str, key: &str, text: &str) -> Result<String> {
 fn expand_globs(file: &Path, section: &str, key: &str, values: Vec<String>) -> Result<Vec<String>> {
     let mut out = Vec::with_capacity(values.len());
     for value in values {
-        let (prefix, pattern) = match value.split_once('=') {
-            Some((name, path)) if !Path::new(&value).exists() => (format!("{name}="), path.to_owned()),
-            _ => (String::new(), value.clone()),
-        };
+        let pattern = path_part(&value).to_owned();
+        let prefix = value[..value.len() - pattern.len()].to_owned();
         if !pattern.contains(['*', '?', '[']) {
             out.push(value);
             continue;

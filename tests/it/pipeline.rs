@@ -179,6 +179,7 @@ fn write_pipeline(dir: &Path, text: &str) -> PathBuf {
 #[test]
 fn pipeline_file_mistakes_name_the_key_and_the_file() {
     let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("x.json"), "[]").unwrap();
     let cases: &[(&str, &[&str])] = &[
         (
             "[import]\ninputs = [\"x.json\"]\nbogus = 1\n",
@@ -194,6 +195,7 @@ fn pipeline_file_mistakes_name_the_key_and_the_file() {
         ("[train]\nsteps = 5\n", &["no stage makes the tables", "[ingest]"]),
         ("[import]\ninputs = [\"x.json\"]\n[trian]\nsteps = 5\n", &["unknown key `trian`"]),
         ("[import]\ninputs = [\"nothing-*.json\"]\n", &["matches no file"]),
+        ("[import]\ninputs = [\"missing.json\"]\n", &["`missing.json` does not exist", "the folder you run in"]),
         ("[import]\ninputs = [\"x.json\"]\n[train]\nfreeze-encoder = 1\n", &["is a switch"]),
         ("[import\n", &["p.toml", "line 1"]),
     ];
