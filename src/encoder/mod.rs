@@ -17,8 +17,7 @@ use crate::error::{Error, Result};
 pub use config::{Architecture, EncoderConfig};
 
 /// How a query's hidden states become one vector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Pooling {
     /// The first token's last hidden state ([CLS]), as the reference.
     #[default]

@@ -13,15 +13,13 @@ use ndarray::{Array1, Array2, ArrayView1, Axis};
 use polars::prelude::*;
 use rand_xoshiro::Xoshiro256Plus;
 use rand_xoshiro::rand_core::SeedableRng;
-use serde::{Deserialize, Serialize};
 
 use super::embed::EncoderOptions;
 use crate::error::{Error, Result};
 use crate::table::{LoadedTable, Split};
 
 /// Which rows the centroids are fitted on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum FitOn {
     /// Rows of the train split (by the `split` column or a `_train` table name).
     #[default]
@@ -31,8 +29,7 @@ pub enum FitOn {
 }
 
 /// Optional reduction before k-means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Reduce {
     #[default]
     None,
@@ -41,8 +38,7 @@ pub enum Reduce {
 }
 
 /// Settings of `routerdc cluster`.
-#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ClusterConfig {
     /// Folder of scored tables (`*.parquet`).
     #[arg(long, value_name = "DIR")]
@@ -52,70 +48,37 @@ pub struct ClusterConfig {
     pub out: PathBuf,
     /// Embeddings from `routerdc embed` (one `<table>.parquet` per table); default: embed now.
     #[arg(long, value_name = "DIR")]
-    #[serde(default)]
     pub embeddings: Option<PathBuf>,
     /// Number of clusters (the released RouterDC cluster files use 5).
     #[arg(long, short = 'k', default_value_t = 5)]
-    #[serde(default = "default_k")]
     pub k: usize,
     /// Seed of the k-means++ initialisation.
     #[arg(long, default_value_t = 42)]
-    #[serde(default = "default_seed")]
     pub seed: u64,
     /// Most Lloyd iterations per restart.
     #[arg(long, default_value_t = 1000)]
-    #[serde(default = "default_iterations")]
     pub max_iterations: u64,
     /// Stop a restart when the centroids' squared shift falls below this times the data's mean
     /// per-feature variance (scikit-learn's `tol`).
     #[arg(long, default_value_t = 1e-4)]
-    #[serde(default = "default_tolerance")]
     pub tolerance: f32,
     /// Restarts from new k-means++ seeds; the lowest inertia wins.
     #[arg(long, default_value_t = 3)]
-    #[serde(default = "default_restarts")]
     pub restarts: usize,
     /// Fit on at most this many rows per table (the first ones; the reference took 2000); 0 = all.
     #[arg(long, default_value_t = 2000)]
-    #[serde(default = "default_max_per_table")]
     pub max_per_table: usize,
     /// Which rows the centroids are fitted on; every row gets an id.
     #[arg(long, value_enum, default_value_t = FitOn::Train)]
-    #[serde(default)]
     pub fit_on: FitOn,
     /// Reduce the vectors first.
     #[arg(long, value_enum, default_value_t = Reduce::None)]
-    #[serde(default)]
     pub reduce: Reduce,
     /// Dimensions kept by `--reduce pca`.
     #[arg(long, default_value_t = 5)]
-    #[serde(default = "default_dims")]
     pub dims: usize,
     #[command(flatten)]
-    #[serde(flatten)]
     pub encoder: EncoderOptions,
-}
-
-fn default_k() -> usize {
-    5
-}
-fn default_seed() -> u64 {
-    42
-}
-fn default_iterations() -> u64 {
-    1000
-}
-fn default_tolerance() -> f32 {
-    1e-4
-}
-fn default_restarts() -> usize {
-    3
-}
-fn default_max_per_table() -> usize {
-    2000
-}
-fn default_dims() -> usize {
-    5
 }
 
 /// The fitted model and what it did.

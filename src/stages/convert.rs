@@ -29,8 +29,7 @@ fn unused_column(name: &str) -> bool {
 }
 
 /// Settings of `routerdc convert`.
-#[derive(Debug, Clone, clap::Args, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ConvertConfig {
     /// Folder for the scored tables, one `<eval_name>.parquet` per task.
     #[arg(long, value_name = "DIR")]

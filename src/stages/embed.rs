@@ -29,55 +29,37 @@ pub enum DeviceChoice {
 }
 
 /// The encoder settings every stage that embeds shares (`embed`, `cluster`, later `train`).
-#[derive(Debug, Clone, clap::Args, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, clap::Args, PartialEq)]
 pub struct EncoderOptions {
     /// HF model directory or hub id (found offline in the HF cache). Default: the bundled all-MiniLM-L6-v2.
     #[arg(long, value_name = "PATH|HUB_ID")]
-    #[serde(default)]
     pub encoder: Option<String>,
     /// How hidden states become one vector: the first token's (as the reference) or the mean.
     #[arg(long, value_enum, default_value_t = Pooling::First)]
-    #[serde(default)]
     pub pooling: Pooling,
     /// Longest query in tokens (special tokens included); longer ones are cut.
     #[arg(long, default_value_t = 512)]
-    #[serde(default = "default_max_length")]
     pub max_length: usize,
     /// Which end of a too-long query is cut: `left` keeps its end (the reference).
     #[arg(long, value_enum, default_value_t = TruncationSide::Left)]
-    #[serde(default)]
     pub truncation: TruncationSide,
     /// Queries per forward pass.
     #[arg(long, default_value_t = 64)]
-    #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     /// Where the encoder runs.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-    #[serde(default)]
     pub device: DeviceChoice,
     /// Encoder copies run side by side on the CPU, each on its share of the cores
     /// (0 = automatic: one per core up to 4; always 1 on a GPU).
     #[arg(long, default_value_t = 0)]
-    #[serde(default)]
     pub workers: usize,
     /// Embed every text again instead of reading and extending the embedding cache.
     #[arg(long)]
-    #[serde(default)]
     pub no_cache: bool,
 }
 
-fn default_max_length() -> usize {
-    512
-}
-
-fn default_batch_size() -> usize {
-    64
-}
-
 /// Settings of `routerdc embed`.
-#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct EmbedConfig {
     /// Folder of scored tables (`*.parquet`).
     #[arg(long, value_name = "DIR")]
@@ -86,7 +68,6 @@ pub struct EmbedConfig {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     #[command(flatten)]
-    #[serde(flatten)]
     pub encoder: EncoderOptions,
 }
 

@@ -12,8 +12,7 @@ use crate::io::{self, routerdc_json};
 use crate::table::{MetricKind, ScoredTable};
 
 /// `NAME=KIND`: the metric kind of one dataset.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KindOverride {
     pub dataset: String,
     pub kind: MetricKind,
@@ -28,14 +27,6 @@ impl std::str::FromStr for KindOverride {
     }
 }
 
-impl TryFrom<String> for KindOverride {
-    type Error = String;
-
-    fn try_from(spec: String) -> Result<Self, Self::Error> {
-        spec.parse()
-    }
-}
-
 impl From<KindOverride> for String {
     fn from(value: KindOverride) -> String {
         format!("{}={}", value.dataset, value.kind)
@@ -43,8 +34,7 @@ impl From<KindOverride> for String {
 }
 
 /// Settings of `routerdc import`.
-#[derive(Debug, Clone, clap::Args, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ImportConfig {
     /// Folder for the scored tables, one `<dataset>.parquet` per input file.
     #[arg(long, value_name = "DIR")]
@@ -53,12 +43,10 @@ pub struct ImportConfig {
     /// it comes from the name (mmlu, cmmlu, arc, MATH, ceval → probability; gsm8k, humaneval,
     /// mbpp → multi_attempt).
     #[arg(long = "kind", value_name = "NAME=KIND")]
-    #[serde(default)]
     pub kinds: Vec<KindOverride>,
     /// The split of files whose name carries no `_train`/`_test` suffix (the paper's
     /// out-of-distribution sets, `MATH_prealgebra.json`, `mbpp.json`, are test sets). Default: none.
     #[arg(long, value_enum, value_name = "SPLIT")]
-    #[serde(default)]
     pub default_split: Option<crate::table::Split>,
     /// RouterDC JSON files, or folders whose `*.json` files are all imported.
     #[arg(required = true, value_name = "FILE")]
@@ -151,8 +139,7 @@ pub fn run(config: &ImportConfig, files: &[PathBuf], on_file: impl FnMut(&Path))
 }
 
 /// Settings of `routerdc export`.
-#[derive(Debug, Clone, clap::Args, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ExportConfig {
     /// Folder of scored tables (`*.parquet`).
     #[arg(long, value_name = "DIR")]

@@ -26,8 +26,7 @@ pub const RANDOM: &str = "random";
 pub const BEST_SINGLE: &str = "best_single";
 
 /// A named set of tables averaged together (`--group ID=a,b,c`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
     pub id: String,
     pub datasets: Vec<String>,
@@ -44,14 +43,6 @@ impl std::str::FromStr for Group {
             return Err(format!("`{spec}` needs a group name and at least one dataset"));
         }
         Ok(Group { id: id.trim().to_owned(), datasets })
-    }
-}
-
-impl TryFrom<String> for Group {
-    type Error = String;
-
-    fn try_from(spec: String) -> Result<Self, Self::Error> {
-        spec.parse()
     }
 }
 
@@ -385,8 +376,7 @@ fn unique<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
 }
 
 /// Settings of `routerdc report`.
-#[derive(Debug, Clone, clap::Args, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ReportConfig {
     /// Folder of scored tables (`*.parquet`), as written by `routerdc import`.
     #[arg(long, value_name = "DIR")]
@@ -396,18 +386,15 @@ pub struct ReportConfig {
     pub out: PathBuf,
     /// A group of datasets to average, `ID=name,name,...` (repeatable). Default: one group `all`.
     #[arg(long = "group", value_name = "ID=DATASETS")]
-    #[serde(default)]
     pub groups: Vec<Group>,
     /// Report only the rows of this split; tables without such rows are left out.
     #[arg(long, value_enum)]
     pub split: Option<Split>,
     /// For tables with costs, rank LLMs by `quality − cost_rate × cost` (SPEC §6) for `acc` and the oracle.
     #[arg(long, default_value_t = 0.0)]
-    #[serde(default)]
     pub cost_rate: f64,
     /// A trained router (`best.safetensors` from `routerdc train`): its rows (`routerdc`) come first.
     #[arg(long, value_name = "FILE")]
-    #[serde(default)]
     pub checkpoint: Option<PathBuf>,
 }
 

@@ -33,153 +33,91 @@ pub struct TrainConfig {
     pub train: PathBuf,
     /// Folder of test tables, evaluated beside the training tables (never used to pick the checkpoint).
     #[arg(long, value_name = "DIR")]
-    #[serde(default)]
     pub test: Option<PathBuf>,
     /// Train on this split's rows of the `--train` tables only (tables without any are left out).
     /// Default: every row.
     #[arg(long, value_enum, value_name = "SPLIT")]
-    #[serde(default)]
     pub train_split: Option<Split>,
     /// Evaluate this split's rows of the `--test` tables only (tables without any are left out);
     /// `--test` may then be the `--train` folder. Default: every row.
     #[arg(long, value_enum, value_name = "SPLIT")]
-    #[serde(default)]
     pub test_split: Option<Split>,
     /// Folder for `best.safetensors`, `best.json`, `last.*` and `train_log.parquet`.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// HF model directory or hub id of the encoder. Default: the bundled all-MiniLM-L6-v2.
     #[arg(long, value_name = "PATH|HUB_ID")]
-    #[serde(default)]
     pub encoder: Option<String>,
     #[arg(long, default_value_t = 1000)]
-    #[serde(default = "defaults::steps")]
     pub steps: usize,
     #[arg(long, default_value_t = 64)]
-    #[serde(default = "defaults::batch_size")]
     pub batch_size: usize,
     /// Evaluate (and keep the best checkpoint) every this many steps, and at the end.
     #[arg(long, default_value_t = 50)]
-    #[serde(default = "defaults::eval_steps")]
     pub eval_steps: usize,
     /// Queries drawn from each training table per epoch (the table is repeated, then cut).
     #[arg(long, default_value_t = 1000)]
-    #[serde(default = "defaults::samples_per_table")]
     pub samples_per_table: usize,
     #[arg(long, default_value_t = 5e-5)]
-    #[serde(default = "defaults::learning_rate")]
     pub learning_rate: f64,
     #[arg(long, default_value_t = 0.01)]
-    #[serde(default = "defaults::weight_decay")]
     pub weight_decay: f64,
     /// Positives of the sample-LLM loss: the top_k best LLMs of each query.
     #[arg(long, default_value_t = 3)]
-    #[serde(default = "defaults::three")]
     pub top_k: usize,
     /// Negatives of the sample-LLM loss: the last_k worst LLMs (those scoring > 0.5 excluded).
     #[arg(long, default_value_t = 3)]
-    #[serde(default = "defaults::three")]
     pub last_k: usize,
     /// Negatives per query of the sample-sample (cluster and task) losses.
     #[arg(long, default_value_t = 3)]
-    #[serde(default = "defaults::three")]
     pub negatives: usize,
     /// Weight of the cluster loss (needs cluster ids).
     #[arg(long, default_value_t = 1.0)]
-    #[serde(default = "defaults::one")]
     pub cluster_weight: f64,
     /// Weight of the task-tag loss (groups are the tables).
     #[arg(long, default_value_t = 0.0)]
-    #[serde(default)]
     pub task_weight: f64,
     /// Weight of the orthogonality regulariser ‖cos(K, K) − I‖_F on the LLM embeddings.
     #[arg(long, default_value_t = 0.0)]
-    #[serde(default)]
     pub orth_weight: f64,
     /// Never draw a query as its own positive in the sample-sample losses (the reference may).
     #[arg(long)]
-    #[serde(default)]
     pub exclude_self: bool,
     #[arg(long, value_enum, default_value_t = Similarity::Cosine)]
-    #[serde(default)]
     pub similarity: Similarity,
     /// τ: logits are similarity / τ.
     #[arg(long, default_value_t = 1.0)]
-    #[serde(default = "defaults::one")]
     pub temperature: f64,
     /// For tables with costs, the target is quality − cost_rate × cost (SPEC §6).
     #[arg(long, default_value_t = 0.0)]
-    #[serde(default)]
     pub cost_rate: f64,
     #[arg(long, default_value_t = 42)]
-    #[serde(default = "defaults::seed")]
     pub seed: u64,
     /// Longest query in tokens; longer ones are cut on `--truncation`'s side.
     #[arg(long, default_value_t = 512)]
-    #[serde(default = "defaults::max_length")]
     pub max_length: usize,
     #[arg(long, value_enum, default_value_t = TruncationSide::Left)]
-    #[serde(default)]
     pub truncation: TruncationSide,
     /// Keep the encoder's weights fixed and train the LLM embeddings only (much faster on a CPU).
     #[arg(long)]
-    #[serde(default)]
     pub freeze_encoder: bool,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-    #[serde(default)]
     pub device: DeviceChoice,
     /// Mixed precision: the encoder's matrix products and attention in bfloat16, weights, LayerNorm,
     /// losses and AdamW in float32 (as autocast). Meant for GPUs with bf16; slow on most CPUs.
     #[arg(long)]
-    #[serde(default)]
     pub bf16: bool,
     /// Length bucketing: sort each window of this many batches by query length before cutting it
     /// into batches, then shuffle those batches (less padding; batches mix fewer tasks). 0 = off.
     #[arg(long, default_value_t = 0)]
-    #[serde(default)]
     pub length_buckets: usize,
     /// Save `last.safetensors` + `last.json` (weights, optimizer state, log) every this many
     /// steps (0 = at evaluations); an interrupted run loses at most the steps since then.
     #[arg(long, default_value_t = 0)]
-    #[serde(default)]
     pub checkpoint_steps: usize,
     /// Continue the run saved in `--out` (`last.*`) with the same settings; `--steps` may grow.
     #[arg(long)]
-    #[serde(default)]
     pub resume: bool,
-}
-
-mod defaults {
-    pub fn steps() -> usize {
-        1000
-    }
-    pub fn batch_size() -> usize {
-        64
-    }
-    pub fn eval_steps() -> usize {
-        50
-    }
-    pub fn samples_per_table() -> usize {
-        1000
-    }
-    pub fn learning_rate() -> f64 {
-        5e-5
-    }
-    pub fn weight_decay() -> f64 {
-        0.01
-    }
-    pub fn three() -> usize {
-        3
-    }
-    pub fn one() -> f64 {
-        1.0
-    }
-    pub fn seed() -> u64 {
-        42
-    }
-    pub fn max_length() -> usize {
-        512
-    }
 }
 
 /// The seeded generator every random choice of a run draws from.
@@ -470,30 +408,24 @@ mod tests {
 }
 
 /// Settings of `routerdc route`.
-#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct RouteConfig {
     /// `best.safetensors` from `routerdc train` (its `best.json` beside it).
     #[arg(long, value_name = "FILE")]
     pub checkpoint: PathBuf,
     /// Route every query of these tables instead of reading stdin; needs `--out`.
     #[arg(long, value_name = "DIR", requires = "out")]
-    #[serde(default)]
     pub tables: Option<PathBuf>,
     /// Folder for one `<table>.parquet` of `query_id`, `llm`, `llm_index`, `prob:<model>`...
     #[arg(long, value_name = "DIR")]
-    #[serde(default)]
     pub out: Option<PathBuf>,
     /// Read JSON lines (`{"text": ...}` or `{"question": ...}`) from this file instead of plain
     /// lines from stdin.
     #[arg(long, value_name = "FILE", conflicts_with = "tables")]
-    #[serde(default)]
     pub jsonl: Option<PathBuf>,
     #[arg(long, default_value_t = 64)]
-    #[serde(default = "defaults::batch_size")]
     pub batch_size: usize,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-    #[serde(default)]
     pub device: DeviceChoice,
 }
 

@@ -30,8 +30,7 @@ use crate::error::{Error, Result};
 use crate::table::{MetricKind, ScoredTable, Split};
 
 /// `NAME=PATH`: every file under PATH belongs to model NAME.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamedPath {
     pub name: String,
     pub path: PathBuf,
@@ -50,14 +49,6 @@ impl std::str::FromStr for NamedPath {
     }
 }
 
-impl TryFrom<String> for NamedPath {
-    type Error = String;
-
-    fn try_from(spec: String) -> Result<Self, Self::Error> {
-        spec.parse()
-    }
-}
-
 impl From<NamedPath> for String {
     fn from(value: NamedPath) -> String {
         format!("{}={}", value.name, value.path.display())
@@ -65,8 +56,7 @@ impl From<NamedPath> for String {
 }
 
 /// Several timestamped runs of one (model, task).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Runs {
     /// Keep the newest run (by its timestamp) and say which were left out.
     #[default]
@@ -76,8 +66,7 @@ pub enum Runs {
 }
 
 /// Questions that some models lack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum OnMissing {
     /// Stop with an error naming the model, task and ids.
     #[default]
@@ -87,8 +76,7 @@ pub enum OnMissing {
 }
 
 /// Settings of `routerdc ingest`.
-#[derive(Debug, Clone, clap::Args, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct IngestConfig {
     /// Folder for the scored tables, one `<task>.parquet` per task.
     #[arg(long, value_name = "DIR")]
@@ -96,11 +84,9 @@ pub struct IngestConfig {
     /// Name the model of every file under PATH (repeatable); otherwise the results file's
     /// `model_name`, else the folder name.
     #[arg(long = "model", value_name = "NAME=PATH")]
-    #[serde(default)]
     pub models: Vec<NamedPath>,
     /// Several timestamped runs of one model and task: keep the newest, or keep all as separate models.
     #[arg(long, value_enum, default_value_t = Runs::Newest)]
-    #[serde(default)]
     pub runs: Runs,
     /// The lm-eval filter whose records are kept (e.g. `strict-match`); default: each task's first.
     #[arg(long)]
@@ -115,26 +101,19 @@ pub struct IngestConfig {
     /// Problem texts for a bigcode task, `TASK=FILE` (the dataset as JSON lines or a JSON array,
     /// in problem order; humaneval: `prompt`, mbpp: `text` and `test_list`).
     #[arg(long = "texts", value_name = "TASK=FILE")]
-    #[serde(default)]
     pub texts: Vec<NamedPath>,
     /// Questions missing for some models: stop with an error, or drop them and count them.
     #[arg(long, value_enum, default_value_t = OnMissing::Error)]
-    #[serde(default)]
     pub on_missing: OnMissing,
     /// Share of each task's questions put in the `train` split (the rest is `test`); no split when absent.
     #[arg(long, value_name = "RATIO")]
     pub split_ratio: Option<f64>,
     /// Seed of the split's shuffle.
     #[arg(long, default_value_t = 42)]
-    #[serde(default = "default_seed")]
     pub seed: u64,
     /// Harness output files, or folders walked recursively.
     #[arg(required = true, value_name = "PATH")]
     pub inputs: Vec<PathBuf>,
-}
-
-fn default_seed() -> u64 {
-    42
 }
 
 /// One question of one model, scored.
