@@ -252,7 +252,7 @@ fn bad_encoders_and_tables_are_usage_errors_naming_the_problem() {
     let Some(dir) = tiny() else { return };
     let temp = tempfile::tempdir().unwrap();
     let tables = tables(temp.path(), &[("mmlu_train", sample_texts("alpha", 4))]);
-    let embed = |encoder: &Path| {
+    let embed_tables = |tables: &Path, encoder: &Path| {
         routerdc_with_env(
             [
                 "embed",
@@ -267,6 +267,7 @@ fn bad_encoders_and_tables_are_usage_errors_naming_the_problem() {
             &[],
         )
     };
+    let embed = |encoder: &Path| embed_tables(&tables, encoder);
     let copy = |name: &str| {
         let target = temp.path().join(name);
         std::fs::create_dir_all(&target).unwrap();
@@ -303,34 +304,10 @@ fn bad_encoders_and_tables_are_usage_errors_naming_the_problem() {
     let empty = temp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let empty_tables = self::tables(&empty, &[("mmlu_train", vec!["a question".into(), "   ".into()])]);
-    let output = routerdc_with_env(
-        [
-            "embed",
-            "--tables",
-            &empty_tables.display().to_string(),
-            "--out",
-            &empty.join("o").display().to_string(),
-            "--encoder",
-            &dir.join("bert").display().to_string(),
-        ],
-        &[],
-    );
-    fails_with(&output, &["mmlu_train.parquet", "empty text"]);
+    fails_with(&embed_tables(&empty_tables, &dir.join("bert")), &["mmlu_train.parquet", "empty text"]);
     let no_text = temp.path().join("no-text");
     std::fs::create_dir_all(&no_text).unwrap();
     let mut frame = polars::prelude::df!("dataset" => ["x"], "query_id" => ["0"], "metric_kind" => ["probability"], "score:m" => [1.0]).unwrap();
     routerdc::io::write_parquet(&mut frame, &no_text.join("x.parquet")).unwrap();
-    let output = routerdc_with_env(
-        [
-            "embed",
-            "--tables",
-            &no_text.display().to_string(),
-            "--out",
-            &no_text.join("o").display().to_string(),
-            "--encoder",
-            &dir.join("bert").display().to_string(),
-        ],
-        &[],
-    );
-    fails_with(&output, &["x.parquet", "text"]);
+    fails_with(&embed_tables(&no_text, &dir.join("bert")), &["x.parquet", "text"]);
 }

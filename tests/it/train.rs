@@ -107,6 +107,15 @@ fn topic_tables(dir: &Path) -> std::path::PathBuf {
     tables
 }
 
+/// A temporary folder with the topic tables (their folder as an argument) and the tiny BERT
+/// encoder's folder, or `None` when the tiny encoders are not built (the test is skipped).
+fn topic_setup() -> Option<(tempfile::TempDir, String, String)> {
+    let encoder = tiny()?.join("bert").display().to_string();
+    let temp = tempfile::tempdir().unwrap();
+    let tables = topic_tables(temp.path()).display().to_string();
+    Some((temp, tables, encoder))
+}
+
 /// `routerdc train --train TABLES --out OUT --encoder ENCODER`, then `extra`.
 fn train(tables: &str, out: &Path, encoder: &str, extra: &[&str]) -> Output {
     let out = out.display().to_string();
@@ -145,12 +154,8 @@ fn other_models() -> Value {
 
 #[test]
 fn a_tiny_router_trains_routes_and_reports() {
-    let Some(encoders) = tiny() else { return };
-    let temp = tempfile::tempdir().unwrap();
-    let tables = topic_tables(temp.path());
+    let Some((temp, tables_arg, encoder)) = topic_setup() else { return };
     let out = temp.path().join("run");
-    let encoder = encoders.join("bert").display().to_string();
-    let tables_arg = tables.display().to_string();
     let run = train(
         &tables_arg,
         &out,
@@ -244,10 +249,7 @@ fn a_tiny_router_trains_routes_and_reports() {
 
 #[test]
 fn bf16_mixed_precision_trains_close_to_float32() {
-    let Some(encoders) = tiny() else { return };
-    let temp = tempfile::tempdir().unwrap();
-    let tables = topic_tables(temp.path()).display().to_string();
-    let encoder = encoders.join("bert").display().to_string();
+    let Some((temp, tables, encoder)) = topic_setup() else { return };
     let run = |name: &str, extra: &[&str]| -> Vec<f64> {
         let out = temp.path().join(name);
         let mut settings = with_small(&["--steps", "4", "--eval-steps", "4"]);
@@ -264,10 +266,7 @@ fn bf16_mixed_precision_trains_close_to_float32() {
 
 #[test]
 fn bad_training_settings_are_usage_errors() {
-    let Some(encoders) = tiny() else { return };
-    let temp = tempfile::tempdir().unwrap();
-    let tables = topic_tables(temp.path()).display().to_string();
-    let encoder = encoders.join("bert").display().to_string();
+    let Some((temp, tables, encoder)) = topic_setup() else { return };
     let out = temp.path().join("o");
     let train = |extra: &[&str], tables: &str| {
         let mut settings = vec!["--steps", "1"];
@@ -302,10 +301,7 @@ fn bad_training_settings_are_usage_errors() {
 
 #[test]
 fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
-    let Some(encoders) = tiny() else { return };
-    let temp = tempfile::tempdir().unwrap();
-    let tables = topic_tables(temp.path()).display().to_string();
-    let encoder = encoders.join("bert").display().to_string();
+    let Some((temp, tables, encoder)) = topic_setup() else { return };
     let run = |out: &Path, steps: &str, extra: &[&str]| {
         let mut settings = with_small(&["--steps", steps, "--eval-steps", "5", "--task-weight", "0.5"]);
         settings.extend_from_slice(extra);
