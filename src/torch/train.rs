@@ -150,24 +150,27 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
     // come from the embedding cache and its parallel workers.
     let embed_options =
         frozen_options(config.encoder.clone(), config.max_length, config.truncation, config.batch_size, config.device);
-    let prepare = |tables: Vec<LoadedTable>| -> Result<Data> {
+    let started = Instant::now();
+    // One pass over the training and test tables together: the encoder is loaded once.
+    let mut frozen = if config.freeze_encoder {
+        let tables: Vec<LoadedTable> = train_tables.iter().chain(&test_tables).cloned().collect();
+        let (vectors, dim, _, _) = super::embed::embed_tables(&tables, &embed_options, quiet)?;
+        let tensors: Vec<Tensor> = vectors
+            .into_iter()
+            .map(|flat| {
+                let rows = (flat.len() / dim.max(1)) as i64;
+                Tensor::from_slice(&flat).view([rows, dim as i64]).to(device)
+            })
+            .collect();
+        Some(tensors)
+    } else {
+        None
+    };
+    let mut prepare = |tables: Vec<LoadedTable>| -> Result<Data> {
         let ids = tokenise(&tables, &tokenizer)?;
-        let frozen = if config.freeze_encoder && !tables.is_empty() {
-            let (vectors, dim, _, _) = super::embed::embed_tables(&tables, &embed_options, quiet)?;
-            let tensors = vectors
-                .into_iter()
-                .map(|flat| {
-                    let rows = (flat.len() / dim.max(1)) as i64;
-                    Tensor::from_slice(&flat).view([rows, dim as i64]).to(device)
-                })
-                .collect();
-            Some(tensors)
-        } else {
-            config.freeze_encoder.then(Vec::new)
-        };
+        let frozen = frozen.as_mut().map(|all| all.drain(..tables.len()).collect());
         Ok(Data { tables, ids, frozen })
     };
-    let started = Instant::now();
     let train_data = prepare(train_tables)?;
     let test_data = prepare(test_tables)?;
     // After the frozen vectors (float32, shared with `embed`'s cache) are made.
