@@ -11,6 +11,9 @@ use routerdc::stages::cluster::{self, ClusterConfig};
 use routerdc::stages::embed::{self, Cache, DeviceChoice, EmbedConfig, EmbedStats, Embedder, EncoderOptions};
 use routerdc::table::LoadedTable;
 
+use routerdc::encoder::config::EncoderConfig;
+use routerdc::encoder::tokenize::TextTokenizer;
+
 use super::encoder::{Encoder, pad_batch};
 
 /// The device `choice` names; asking for CUDA without a GPU is an error.
@@ -26,31 +29,57 @@ pub fn device(choice: DeviceChoice) -> Result<Device> {
 }
 
 /// Copies of an [`Encoder`] behind the library's [`Embedder`] interface: each worker thread
-/// owns one copy and takes the next batch as it finishes one.
+/// owns one copy and takes the next batch as it finishes one. The weights are read only when a
+/// batch is to be embedded, so a run served wholly from the embedding cache never loads them.
 pub struct TorchEmbedder {
-    pub workers: Vec<Encoder>,
-    pub pooling: Pooling,
+    pub files: encoder::EncoderFiles,
+    config: EncoderConfig,
+    /// The tokenizer with the length cut to what the encoder's positions allow.
+    pub tokenizer: TextTokenizer,
+    options: EncoderOptions,
+    device: Device,
+    /// How many encoder copies run side by side.
+    pub worker_count: usize,
+    workers: Vec<Encoder>,
 }
 
 impl TorchEmbedder {
-    /// `workers` copies of the encoder in `files` (0 = one per core, up to 4; 1 on a GPU),
-    /// with libtorch's threads shared out among them.
-    pub fn load(files: encoder::EncoderFiles, options: &EncoderOptions, device: Device) -> Result<TorchEmbedder> {
+    /// The encoder in `files`, to run as `worker_count` copies (0 in `options` = one per core,
+    /// up to 4; 1 on a GPU), with libtorch's threads shared out among them.
+    pub fn new(files: encoder::EncoderFiles, options: &EncoderOptions, device: Device) -> Result<TorchEmbedder> {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        let workers = match (device, options.workers) {
+        let worker_count = match (device, options.workers) {
             (Device::Cuda(_), _) => 1,
             (_, 0) => cores.clamp(1, 4),
             (_, n) => n,
         };
         if device == Device::Cpu {
-            tch::set_num_threads((cores / workers).max(1) as i32);
+            tch::set_num_threads((cores / worker_count).max(1) as i32);
         }
-        // The weights file is read once; the other copies are copied in memory.
-        let first = Encoder::load(files, device, options.max_length, options.truncation)?;
-        let mut copies = (1..workers).map(|_| first.duplicate()).collect::<Result<Vec<_>>>()?;
+        let config = EncoderConfig::read(&files.config)?;
+        let max_length = options.max_length.min(config.max_position_embeddings as usize);
+        let tokenizer = TextTokenizer::load(&files, max_length, options.truncation)?;
+        Ok(TorchEmbedder {
+            files,
+            config,
+            tokenizer,
+            options: options.clone(),
+            device,
+            worker_count,
+            workers: Vec::new(),
+        })
+    }
+
+    /// Load the weights (once; the other copies are copied in memory).
+    fn load_workers(&mut self) -> Result<()> {
+        if !self.workers.is_empty() {
+            return Ok(());
+        }
+        let first = Encoder::load(self.files.clone(), self.device, self.options.max_length, self.options.truncation)?;
+        let mut copies = (1..self.worker_count).map(|_| first.duplicate()).collect::<Result<Vec<_>>>()?;
         copies.insert(0, first);
-        let workers = copies;
-        Ok(TorchEmbedder { workers, pooling: options.pooling })
+        self.workers = copies;
+        Ok(())
     }
 
     fn embed_one(encoder: &Encoder, pooling: Pooling, batch: &[&[u32]]) -> Result<Vec<f32>> {
@@ -64,15 +93,19 @@ impl TorchEmbedder {
 
 impl Embedder for TorchEmbedder {
     fn dim(&self) -> usize {
-        self.workers[0].config.hidden_size as usize
+        self.config.hidden_size as usize
     }
 
     fn embed_batches(&mut self, batches: &[Vec<&[u32]>], done: &(dyn Fn(usize) + Sync)) -> Result<Vec<Vec<f32>>> {
         use std::sync::Mutex;
+        if batches.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.load_workers()?;
         use std::sync::atomic::{AtomicUsize, Ordering};
         let next = AtomicUsize::new(0);
         let results: Mutex<Vec<Option<Result<Vec<f32>>>>> = Mutex::new((0..batches.len()).map(|_| None).collect());
-        let pooling = self.pooling;
+        let pooling = self.options.pooling;
         std::thread::scope(|scope| {
             for encoder in &mut self.workers {
                 let (next, results) = (&next, &results);
@@ -113,15 +146,14 @@ pub fn embed_tables(
     }
     let files = encoder::resolve(options.encoder.as_deref())?;
     let device = device(options.device)?;
-    let mut embedder = TorchEmbedder::load(files, options, device)?;
-    let encoder = &embedder.workers[0];
+    let mut embedder = TorchEmbedder::new(files, options, device)?;
     let mut cache = if options.no_cache {
         None
     } else {
-        Some(Cache::open(&embed::encoder_key(&encoder.files, options, encoder.tokenizer.max_length)?)?)
+        Some(Cache::open(&embed::encoder_key(&embedder.files, options, embedder.tokenizer.max_length)?)?)
     };
-    let tokenizer = encoder.tokenizer.clone();
-    let workers = embedder.workers.len();
+    let tokenizer = embedder.tokenizer.clone();
+    let workers = embedder.worker_count;
     let texts: Vec<&str> = tables.iter().flat_map(|loaded| loaded.table.texts.iter().map(String::as_str)).collect();
     let bar = routerdc::progress::rate_bar(texts.len() as u64, "embed", quiet);
     let started = Instant::now();
