@@ -317,7 +317,7 @@ fn arguments(
         }
         let value = if key == "encoder" { choose_encoder(file, &section, value, &mut notices)? } else { value };
         let values = argument_values(file, &section, &key, arg, value)?;
-        if is_path(arg) && key != "encoder" {
+        if is_path(arg) {
             for value in &values {
                 let path = path_part(value);
                 if !Path::new(path).exists() {
@@ -423,10 +423,16 @@ fn path_part(value: &str) -> &str {
     }
 }
 
-/// Whether an argument names files or folders (its value name says DIR, FILE or PATH).
+/// Whether an argument names files or folders (its value name says DIR, FILE or PATH). The
+/// encoder (`PATH|HUB_ID`) is not one: it may be a hub id, and its files are found by
+/// [`crate::encoder::resolve`].
 fn is_path(arg: &clap::Arg) -> bool {
-    arg.get_value_names()
-        .is_some_and(|names| names.iter().any(|name| ["DIR", "FILE", "PATH"].iter().any(|p| name.as_str().contains(p))))
+    arg.get_value_names().is_some_and(|names| {
+        names.iter().any(|name| {
+            let name = name.as_str();
+            !name.contains("HUB_ID") && ["DIR", "FILE", "PATH"].iter().any(|p| name.contains(p))
+        })
+    })
 }
 
 /// A resolved value as TOML: integers and decimals as numbers, the rest as strings.
