@@ -157,15 +157,14 @@ fn run_report(config: &report::ReportConfig, quiet: bool) -> Result<ExitCode> {
             // The router's choices come from `routerdc-torch route`, into a temporary folder.
             let routes =
                 tempfile::tempdir().map_err(|source| crate::Error::Write { path: std::env::temp_dir(), source })?;
-            let status = std::process::Command::new(crate::torch_helper())
-                .arg("--quiet")
-                .arg("route")
-                .arg("--checkpoint")
-                .arg(checkpoint)
-                .arg("--tables")
-                .arg(&config.tables)
-                .arg("--out")
-                .arg(routes.path())
+            // Only the rows the report reads are routed.
+            let mut route = std::process::Command::new(crate::torch_helper());
+            route.arg("--quiet").arg("route").arg("--checkpoint").arg(checkpoint).arg("--tables").arg(&config.tables);
+            route.arg("--out").arg(routes.path());
+            if let Some(split) = config.split {
+                route.arg("--split").arg(split.as_str());
+            }
+            let status = route
                 .status()
                 .map_err(|source| crate::Error::input(format!("cannot run routerdc-torch: {source}"), ""))?;
             if !status.success() {

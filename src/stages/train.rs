@@ -419,6 +419,9 @@ pub struct RouteConfig {
     /// Folder for one `<table>.parquet` of `query_id`, `llm`, `llm_index`, `prob:<model>`...
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// With `--tables`: route only this split's rows (tables without any are left out).
+    #[arg(long, value_enum, value_name = "SPLIT", requires = "tables")]
+    pub split: Option<Split>,
     /// Read JSON lines (`{"text": ...}` or `{"question": ...}`) from this file instead of plain
     /// lines from stdin.
     #[arg(long, value_name = "FILE", conflicts_with = "tables")]

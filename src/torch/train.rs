@@ -453,7 +453,10 @@ pub fn run_route(config: &train::RouteConfig, quiet: bool) -> Result<()> {
     let choose = |probs: &[f64]| routerdc::stages::report::first_argmax(probs);
     if let Some(dir) = &config.tables {
         let out = config.out.as_ref().ok_or_else(|| Error::setting("out", "`--tables` needs `--out DIR`"))?;
-        let tables = routerdc::io::read_tables(dir)?;
+        let mut tables = routerdc::io::read_tables(dir)?;
+        if let Some(split) = config.split {
+            tables = routerdc::stages::report::select_split(tables, split);
+        }
         std::fs::create_dir_all(out).map_err(|source| Error::Write { path: out.clone(), source })?;
         // A router trained with a frozen encoder has the encoder's own weights: its h are
         // `embed`'s vectors, from the embedding cache and parallel workers.
