@@ -627,14 +627,18 @@ struct Figures {
 /// The bar chart of acc_predict (%) per dataset and group average: each LLM, the oracle and,
 /// when there is one, the trained router.
 fn accuracy_figure(rows: &[ReportRow], base: &Path) -> Result<Vec<PathBuf>> {
-    let categories: Vec<String> = unique(rows.iter().filter(|r| r.scope == Scope::Dataset).map(|r| r.dataset.as_str()))
+    // Each dataset, then each group's average.
+    let categories: Vec<(Scope, &str)> = [Scope::Dataset, Scope::Group]
         .into_iter()
-        .map(str::to_owned)
-        .chain(
-            unique(rows.iter().filter(|r| r.scope == Scope::Group).map(|r| r.dataset.as_str()))
+        .flat_map(|scope| {
+            unique(rows.iter().filter(|r| r.scope == scope).map(|r| r.dataset.as_str()))
                 .into_iter()
-                .map(|group| format!("avg {group}")),
-        )
+                .map(move |name| (scope, name))
+        })
+        .collect();
+    let labels: Vec<String> = categories
+        .iter()
+        .map(|(scope, name)| if *scope == Scope::Group { format!("avg {name}") } else { (*name).to_owned() })
         .collect();
     let routers: Vec<&str> = unique(
         rows.iter()
@@ -647,21 +651,15 @@ fn accuracy_figure(rows: &[ReportRow], base: &Path) -> Result<Vec<PathBuf>> {
             label: (*router).to_owned(),
             values: categories
                 .iter()
-                .map(|category| {
-                    let (scope, name) = match category.strip_prefix("avg ") {
-                        Some(group) if rows.iter().any(|r| r.scope == Scope::Group && r.dataset == group) => {
-                            (Scope::Group, group)
-                        }
-                        _ => (Scope::Dataset, category.as_str()),
-                    };
+                .map(|(scope, name)| {
                     rows.iter()
-                        .find(|r| r.scope == scope && r.dataset == name && r.router == *router)
+                        .find(|r| r.scope == *scope && r.dataset == *name && r.router == *router)
                         .map(|r| 100.0 * r.acc_predict)
                 })
                 .collect(),
         })
         .collect();
-    crate::plot::grouped_bars("acc_predict per dataset", "acc_predict (%)", &categories, &series, base)
+    crate::plot::grouped_bars("acc_predict per dataset", "acc_predict (%)", &labels, &series, base)
 }
 
 /// Training curves from `train_log.parquet`: the loss per step, and the validation and test
