@@ -99,7 +99,8 @@ pub fn encoder_key(files: &EncoderFiles, options: &EncoderOptions, max_length: u
 pub struct Cache {
     dir: PathBuf,
     vectors: HashMap<[u8; 32], Vec<f32>>,
-    added: Vec<([u8; 32], Vec<f32>)>,
+    /// The texts this run added, to be saved (their vectors are in `vectors`).
+    added: Vec<[u8; 32]>,
 }
 
 impl Cache {
@@ -139,8 +140,8 @@ impl Cache {
     }
 
     pub fn insert(&mut self, hash: [u8; 32], vector: Vec<f32>) {
-        self.added.push((hash, vector.clone()));
         self.vectors.insert(hash, vector);
+        self.added.push(hash);
     }
 
     pub fn len(&self) -> usize {
@@ -159,9 +160,9 @@ impl Cache {
         std::fs::create_dir_all(&self.dir).map_err(|source| Error::Write { path: self.dir.clone(), source })?;
         let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let path = self.dir.join(format!("{stamp:032}-{}.parquet", std::process::id()));
-        let dim = self.added[0].1.len();
-        let hashes: Vec<&[u8]> = self.added.iter().map(|(hash, _)| hash.as_slice()).collect();
-        let flat: Vec<f32> = self.added.iter().flat_map(|(_, vector)| vector.iter().copied()).collect();
+        let dim = self.vectors[&self.added[0]].len();
+        let hashes: Vec<&[u8]> = self.added.iter().map(|hash| hash.as_slice()).collect();
+        let flat: Vec<f32> = self.added.iter().flat_map(|hash| self.vectors[hash].iter().copied()).collect();
         let mut frame = DataFrame::new_infer_height(vec![
             Column::new("text_hash".into(), hashes),
             list_column("embedding", flat, dim)?,
