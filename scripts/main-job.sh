@@ -7,8 +7,10 @@
 # outputs of four made-up models on seven tasks): ingest → cluster → train → report, into
 # outputs/quickstart/<stage>/, the report in outputs/quickstart/report/report.md. A second run
 # skips every stage whose inputs and settings are unchanged. Extra arguments go to `routerdc run`
-# (`--force`, `--from train`, `--set train.steps=100`, ...). Run scripts/setup.sh once before.
+# (`--force`, `--from train`, `--set train.steps=100`, ...). The set-up (scripts/setup.sh) and the
+# build (scripts/build.sh, with its progress shown; ~25-30 minutes the first time) come first.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-cargo build --release --locked --quiet  # both binaries: routerdc and its libtorch side, routerdc-torch
+scripts/setup.sh
+scripts/build.sh
 exec cargo run --release --locked --quiet --bin routerdc -- run pipelines/quickstart.toml "$@"

@@ -11,7 +11,8 @@ use crate::stages::embed::EmbedConfig;
 use crate::stages::import::{ExportConfig, ImportConfig};
 use crate::stages::ingest::IngestConfig;
 use crate::stages::report::ReportConfig;
-use crate::stages::train::{RouteConfig, TrainConfig};
+use crate::stages::route::RouteConfig;
+use crate::stages::train::TrainConfig;
 
 /// routerdc: LLM evaluation outputs → scored tables → RouterDC router → reports.
 #[derive(Debug, Parser)]
@@ -34,13 +35,13 @@ pub enum Command {
     Import(ImportConfig),
     /// Write scored tables back as RouterDC JSON.
     Export(ExportConfig),
-    /// Baselines of SPEC §6 (each LLM, oracle, random, best single) per table and group.
+    /// Baselines (each LLM, oracle, random, best single) per table and group; docs/method.md, "Evaluation".
     Report(ReportConfig),
     /// Embed every query of the tables with an HF encoder (default: the bundled all-MiniLM-L6-v2).
     Embed(EmbedConfig),
-    /// k-means over the training queries' embeddings; writes each query's `cluster_id` (SPEC §3).
+    /// k-means over the training queries' embeddings; writes each query's `cluster_id` (docs/method.md, "Clusters").
     Cluster(ClusterConfig),
-    /// Train the RouterDC router (SPEC §4–5) on scored tables; keeps the best checkpoint by validation.
+    /// Train the RouterDC router (docs/method.md, "Model", "Losses") on scored tables; keeps the best checkpoint by validation.
     Train(TrainConfig),
     /// Route queries (stdin lines, JSON lines or tables) with a trained checkpoint.
     Route(RouteConfig),

@@ -216,7 +216,7 @@ pub fn fetch(config: &FetchConfig, mut on_file: impl FnMut(&DataFile, Fetched)) 
             .tempfile_in(dir)
             .map_err(|source| Error::Write { path: dir.to_path_buf(), source })?;
         let url = url(config, file);
-        download(&url, temp.path())?;
+        download(&url, temp.path(), file.bytes)?;
         let (bytes, sha256) = sha256_of(temp.path())?;
         if (bytes, sha256.as_str()) != (file.bytes, file.sha256) {
             return Err(Error::input(
@@ -233,8 +233,9 @@ pub fn fetch(config: &FetchConfig, mut on_file: impl FnMut(&DataFile, Fetched)) 
     Ok(())
 }
 
-/// `curl` one URL into `path`; an unreachable host is a clear "offline" error.
-fn download(url: &str, path: &Path) -> Result<()> {
+/// `curl` one URL into `path`, at most `max_bytes` (the file's known size: a larger answer is
+/// cut off by curl, not stored); an unreachable host is a clear "offline" error.
+fn download(url: &str, path: &Path, max_bytes: u64) -> Result<()> {
     let output = std::process::Command::new("curl")
         .args([
             "--fail",
@@ -245,6 +246,8 @@ fn download(url: &str, path: &Path) -> Result<()> {
             "2",
             "--connect-timeout",
             "20",
+            "--max-filesize",
+            &max_bytes.to_string(),
             "--output",
         ])
         .arg(path)
@@ -261,6 +264,12 @@ fn download(url: &str, path: &Path) -> Result<()> {
     }
     let said = String::from_utf8_lossy(&output.stderr).trim().to_owned();
     // curl's exit codes: 5/6 cannot resolve the proxy/host, 7 cannot connect, 28 timed out.
+    if output.status.code() == Some(63) {
+        return Err(Error::input(
+            format!("`{url}` is larger than the {max_bytes} bytes the file should have; nothing was kept"),
+            "the source changed: check the URL (`--base-url`, `ROUTERDC_DATA_URL`)",
+        ));
+    }
     let offline = matches!(output.status.code(), Some(5 | 6 | 7 | 28));
     Err(Error::input(
         format!("cannot download `{url}`: {said}"),

@@ -72,16 +72,16 @@ fn libtorch_checks() -> Vec<Check> {
 }
 
 fn encoder_check() -> Check {
-    if let Some(dir) = crate::encoder::default_encoder() {
+    if let Some(dir) = crate::hf::default_encoder() {
         return Check::ok("default encoder", dir.display().to_string());
     }
-    let candidates: Vec<PathBuf> = crate::encoder::default_encoder_candidates();
+    let candidates: Vec<PathBuf> = crate::hf::default_encoder_candidates();
     let looked = if candidates.is_empty() {
         "no candidate folder (set HOME or ROUTERDC_CACHE)".to_owned()
     } else {
         candidates
             .iter()
-            .map(|dir| format!("{} (missing {})", dir.display(), crate::encoder::missing_files(dir).join(", ")))
+            .map(|dir| format!("{} (missing {})", dir.display(), crate::hf::missing_files(dir).join(", ")))
             .collect::<Vec<_>>()
             .join("; ")
     };

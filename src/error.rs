@@ -9,6 +9,11 @@ use std::path::PathBuf;
 /// `Result` with routerdc's [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A cause kept as it came from a library whose error type the library cannot name: tch's
+/// (the library links no libtorch; only `routerdc-torch` does), the tokenizers crate's (itself a
+/// boxed error).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -77,11 +82,67 @@ pub enum Error {
     /// An encoder directory (or hub id) that routerdc cannot load: missing files, an unsupported
     /// architecture, sizes that disagree between `config.json` and the weights.
     #[error("Encoder `{}`: {message}", path.display())]
-    Encoder { path: PathBuf, message: String, hint: String },
+    Encoder {
+        path: PathBuf,
+        message: String,
+        hint: String,
+        #[source]
+        source: Option<BoxError>,
+    },
 
     /// Embedding or training input that cannot be used (an empty query, no text column, ...).
     #[error("{message}")]
-    Input { message: String, hint: String },
+    Input {
+        message: String,
+        hint: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// A file routerdc wrote earlier (a checkpoint, its sidecar, a resume state) that cannot be
+    /// used as it is: bad input.
+    #[error("`{}`: {message}", path.display())]
+    BadFile {
+        path: PathBuf,
+        message: String,
+        hint: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// Work that failed in a library routerdc calls (libtorch, tokenizers), not through the
+    /// user's input: saving a checkpoint, running the network.
+    #[error("{context}")]
+    Failed {
+        context: String,
+        #[source]
+        source: BoxError,
+    },
+
+    /// Serialising routerdc's own values (a checkpoint's sidecar, a resume state) failed.
+    #[error("Failed to serialise {what}")]
+    Serialize {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// k-means failed on vectors that passed the checks.
+    #[error("k-means failed on {rows} rows with k = {k}")]
+    KMeans {
+        rows: usize,
+        k: usize,
+        #[source]
+        source: linfa_clustering::KMeansError,
+    },
+
+    /// PCA failed on vectors that passed the checks.
+    #[error("PCA to {dims} dimensions failed")]
+    Pca {
+        dims: usize,
+        #[source]
+        source: BoxError,
+    },
 
     #[error("`{}`: {message}", path.display())]
     Pipeline { path: PathBuf, message: String, hint: String },
@@ -113,6 +174,7 @@ impl Error {
             Error::Merge { hint, .. }
             | Error::Encoder { hint, .. }
             | Error::Input { hint, .. }
+            | Error::BadFile { hint, .. }
             | Error::Pipeline { hint, .. } => {
                 Some(hint.clone()).filter(|hint| !hint.is_empty())
             }
@@ -141,7 +203,9 @@ impl Error {
                 | Error::NoTables { .. }
                 | Error::Encoder { .. }
                 | Error::Input { .. }
+                | Error::BadFile { .. }
                 | Error::Pipeline { .. }
+                | Error::Unsupported { .. }
         ) || matches!(self, Error::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
     }
 
@@ -150,11 +214,47 @@ impl Error {
     }
 
     pub fn encoder(path: impl Into<PathBuf>, message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Error::Encoder { path: path.into(), message: message.into(), hint: hint.into() }
+        Error::Encoder { path: path.into(), message: message.into(), hint: hint.into(), source: None }
+    }
+
+    /// [`Error::Encoder`] with the library error that revealed the problem as its cause.
+    pub fn encoder_from(
+        path: impl Into<PathBuf>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Error::Encoder { path: path.into(), message: message.into(), hint: hint.into(), source: Some(source.into()) }
     }
 
     pub fn input(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Error::Input { message: message.into(), hint: hint.into() }
+        Error::Input { message: message.into(), hint: hint.into(), source: None }
+    }
+
+    /// [`Error::Input`] with the error that revealed the problem as its cause.
+    pub fn input_from(message: impl Into<String>, hint: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Input { message: message.into(), hint: hint.into(), source: Some(source.into()) }
+    }
+
+    /// [`Error::BadFile`]: `path` cannot be used; `source` (if any) tells why.
+    pub fn bad_file(
+        path: impl Into<PathBuf>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+        source: Option<BoxError>,
+    ) -> Self {
+        Error::BadFile { path: path.into(), message: message.into(), hint: hint.into(), source }
+    }
+
+    /// [`Error::Failed`]: `context` says what was being done.
+    pub fn failed(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Failed { context: context.into(), source: source.into() }
+    }
+
+    /// A closure for `map_err` that makes [`Error::Serialize`].
+    pub fn serialize(what: impl Into<String>) -> impl FnOnce(serde_json::Error) -> Self {
+        let what = what.into();
+        move |source| Error::Serialize { what, source }
     }
 
     pub fn table(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {

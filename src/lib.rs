@@ -7,12 +7,13 @@ pub mod cli;
 pub mod commands;
 pub mod data;
 pub mod doctor;
-pub mod encoder;
 pub mod error;
+pub mod hf;
 pub mod io;
 pub mod pipeline;
 pub mod plot;
 pub mod progress;
+pub mod routing;
 pub mod stages;
 pub mod table;
 
@@ -34,6 +35,11 @@ pub fn report_error(error: &Error) -> std::process::ExitCode {
 
 /// `routerdc-torch`, the libtorch side of routerdc, which sits next to the `routerdc` binary.
 pub fn torch_helper() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap_or_default();
-    exe.with_file_name(format!("routerdc-torch{}", std::env::consts::EXE_SUFFIX))
+    let name = format!("routerdc-torch{}", std::env::consts::EXE_SUFFIX);
+    match std::env::current_exe() {
+        Ok(exe) => exe.with_file_name(name),
+        // Where the running binary cannot be found (no /proc), the helper is looked up on PATH;
+        // if it is not there either, running it fails with an error naming it.
+        Err(_) => std::path::PathBuf::from(name),
+    }
 }

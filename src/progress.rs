@@ -55,3 +55,33 @@ pub fn steps_bar(len: u64, quiet: bool) -> ProgressBar {
     }
     bar
 }
+
+/// Progress for logs: when stderr is not a terminal (CI, `nohup`, a pipeline's log) the bars
+/// draw nothing, so long work says where it is with a plain line at most every `every`.
+pub struct LogLines {
+    enabled: bool,
+    every: std::time::Duration,
+    last: std::time::Instant,
+}
+
+impl LogLines {
+    pub fn new(quiet: bool, every: std::time::Duration) -> LogLines {
+        use std::io::IsTerminal as _;
+        LogLines { enabled: !quiet && !std::io::stderr().is_terminal(), every, last: std::time::Instant::now() }
+    }
+
+    /// Print a line that a terminal sees above the bar (which hides it when there is none).
+    pub fn say(&self, line: &str) {
+        if self.enabled {
+            eprintln!("{line}");
+        }
+    }
+
+    /// Print `line()` if the interval has passed since the last line (or `force`).
+    pub fn tick(&mut self, force: bool, line: impl FnOnce() -> String) {
+        if self.enabled && (force || self.last.elapsed() >= self.every) {
+            eprintln!("{}", line());
+            self.last = std::time::Instant::now();
+        }
+    }
+}

@@ -33,7 +33,7 @@ pub const METRIC_KIND: &str = "metric_kind";
 pub const SCORE_PREFIX: &str = "score:";
 pub const COST_PREFIX: &str = "cost:";
 
-/// How a task's per-query score is read (SPEC §1, §6).
+/// How a task's per-query score is read (`docs/method.md`, "Scored tables").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MetricKind {
@@ -65,7 +65,7 @@ impl MetricKind {
         }
     }
 
-    /// The reference's kind for a dataset name (SPEC §6), or `None` for an unknown family.
+    /// The reference's kind for a dataset name (`docs/method.md`, "Scored tables"), or `None` for an unknown family.
     ///
     /// The name's family is its leading word: `cmmlu_test` is cmmlu, `gsm8k-train` is gsm8k,
     /// `MATH_prealgebra` is MATH.
@@ -152,16 +152,6 @@ impl ScoredTable {
 
     pub fn n_models(&self) -> usize {
         self.models.len()
-    }
-
-    /// What routing aims at for query `row` (SPEC §6): the scores, or for a table with costs
-    /// `score − cost_rate × cost`.
-    pub fn target_row(&self, row: usize, cost_rate: f64) -> Vec<f64> {
-        let scores = self.score_row(row);
-        match self.cost_row(row) {
-            Some(costs) => scores.iter().zip(costs).map(|(score, cost)| score - cost_rate * cost).collect(),
-            None => scores.to_vec(),
-        }
     }
 
     /// The score vector of query `row`, in model order.
@@ -323,6 +313,7 @@ impl ScoredTable {
         if let Some(other) = datasets.iter().find(|name| **name != dataset) {
             return Err(Error::table(path, format!("column `{DATASET}` holds both `{dataset}` and `{other}`")));
         }
+        check_name(&dataset).map_err(|reason| Error::table(path, format!("column `{DATASET}`: {reason}")))?;
         let kinds = required_strings(METRIC_KIND)?;
         let kind_name = kinds.first().cloned().unwrap_or_default();
         if let Some(other) = kinds.iter().find(|name| **name != kind_name) {
@@ -398,7 +389,28 @@ pub struct LoadedTable {
     pub table: ScoredTable,
 }
 
-/// Check that every table lists the same models in the same order (SPEC §1).
+/// A dataset name becomes a file name (`<dataset>.parquet`, `cost_quality_<dataset>.svg`, ...):
+/// it must be one plain path component, so that no name in the data can point outside the
+/// output folder. Refused: an empty name, `.` and `..`, separators (`/`, `\\`), NUL and other
+/// control characters, and names over 200 bytes.
+pub fn check_name(name: &str) -> std::result::Result<(), String> {
+    let reason = if name.is_empty() {
+        "the name is empty"
+    } else if name == "." || name == ".." {
+        "the name is `.` or `..`"
+    } else if name.contains(['/', '\\']) {
+        "the name holds a path separator"
+    } else if name.chars().any(char::is_control) {
+        "the name holds a control character"
+    } else if name.len() > 200 {
+        "the name is longer than 200 bytes"
+    } else {
+        return Ok(());
+    };
+    Err(format!("`{}` cannot name a file: {reason}", name.escape_debug()))
+}
+
+/// Check that every table lists the same models in the same order (`docs/method.md`, "Scored tables").
 pub fn check_same_models(tables: &[LoadedTable]) -> Result<()> {
     let Some(first) = tables.first() else { return Ok(()) };
     for other in &tables[1..] {

@@ -4,6 +4,8 @@
 //! target builds without polars and the rest of routerdc.
 #![no_main]
 
+#[path = "../../src/io/pickle/teardown.rs"]
+mod teardown;
 #[allow(dead_code)]
 #[path = "../../src/io/pickle/vm.rs"]
 mod vm;

@@ -4,7 +4,8 @@
 //!
 //! It takes `routerdc`'s command line: `routerdc embed ...` runs `routerdc-torch embed ...`.
 //! Besides, `routerdc-torch doctor` prints the libtorch checks of `routerdc doctor` as JSON
-//! lines, and `routerdc-torch hidden` (for the parity tests) prints an encoder's hidden states.
+//! lines, and the hidden subcommands `hidden`, `losses` and `adamw` serve the parity tests
+//! (an encoder's hidden states, the loss terms, AdamW steps).
 //!
 //! Why a second binary: torch-sys's C++ shim is linked into any binary whose linked code objects
 //! call tch, and the linker takes whole codegen units from the library's rlib; so the libtorch
@@ -12,96 +13,132 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use routerdc::cli::{Cli, Command};
+use clap::{Parser, Subcommand};
+use routerdc::cli::Command;
 use routerdc::doctor::Check;
+use routerdc::error::{Error, Result};
 
 #[path = "../torch/mod.rs"]
 mod torch;
 
+/// `routerdc`'s command line, plus hidden helper subcommands for the tests.
+#[derive(Debug, Parser)]
+#[command(name = "routerdc-torch", version)]
+struct TorchCli {
+    #[command(subcommand)]
+    command: TorchCommand,
+    /// Print only data and errors: no progress bars or notes.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum TorchCommand {
+    #[command(flatten)]
+    Routerdc(Command),
+    /// An encoder's hidden states for a JSON array of texts on stdin (parity tests).
+    #[command(hide = true)]
+    Hidden(HiddenArgs),
+    /// The router's loss terms and gradients for a case on stdin (loss parity test).
+    #[command(hide = true)]
+    Losses,
+    /// AdamW steps for a case on stdin (optimizer parity test).
+    #[command(hide = true)]
+    Adamw,
+}
+
+#[derive(Debug, clap::Args)]
+struct HiddenArgs {
+    /// HF model directory or hub id.
+    #[arg(long, value_name = "PATH|HUB_ID")]
+    encoder: Option<String>,
+    #[arg(long, default_value_t = 512)]
+    max_length: usize,
+    #[arg(long, value_enum, default_value_t = routerdc::hf::tokenize::TruncationSide::Left)]
+    truncation: routerdc::hf::tokenize::TruncationSide,
+}
+
 fn main() -> ExitCode {
-    match std::env::args().nth(1).as_deref() {
-        Some("hidden") => match hidden() {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => routerdc::report_error(&error),
-        },
-        Some("losses") => match losses() {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => routerdc::report_error(&error),
-        },
-        Some("doctor") => {
-            for check in libtorch_checks() {
-                match serde_json::to_string(&check) {
-                    Ok(line) => println!("{line}"),
-                    Err(error) => eprintln!("routerdc-torch: {error}"),
+    let cli = TorchCli::parse();
+    let quiet = cli.quiet;
+    let result = match cli.command {
+        TorchCommand::Routerdc(command) => match command {
+            Command::Embed(config) => torch::commands::embed::run_embed(&config, quiet),
+            Command::Cluster(config) => torch::commands::cluster::run_cluster(&config, quiet),
+            Command::Train(config) => torch::commands::train::run_train(&config, quiet),
+            Command::Route(config) => torch::commands::route::run_route(&config, quiet),
+            Command::Doctor => {
+                // `routerdc doctor` reads these lines.
+                for check in libtorch_checks() {
+                    match serde_json::to_string(&check) {
+                        Ok(line) => println!("{line}"),
+                        Err(error) => eprintln!("routerdc-torch: {error}"),
+                    }
                 }
+                Ok(())
             }
-            ExitCode::SUCCESS
-        }
-        _ => {
-            let cli = Cli::parse();
-            let result = match &cli.command {
-                Command::Embed(config) => torch::embed::run_embed(config, cli.quiet),
-                Command::Cluster(config) => torch::embed::run_cluster(config, cli.quiet),
-                Command::Train(config) => torch::train::run_train(config, cli.quiet),
-                Command::Route(config) => torch::train::run_route(config, cli.quiet),
-                _ => {
-                    eprintln!("routerdc-torch runs only what needs libtorch; use `routerdc` for this command");
-                    return ExitCode::from(2);
-                }
-            };
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => routerdc::report_error(&error),
+            _ => {
+                eprintln!("routerdc-torch runs only what needs libtorch; use `routerdc` for this command");
+                return ExitCode::from(2);
             }
-        }
+        },
+        TorchCommand::Hidden(args) => hidden(&args),
+        TorchCommand::Losses => losses(),
+        TorchCommand::Adamw => adamw(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => routerdc::report_error(&error),
     }
+}
+
+/// A JSON value from stdin.
+fn read_stdin<T: serde::de::DeserializeOwned>(what: &str) -> Result<T> {
+    serde_json::from_reader(std::io::stdin())
+        .map_err(|error| Error::input_from(format!("stdin: not {what}"), "", error))
+}
+
+/// A tensor's values, row by row, as nested JSON arrays (2-D or 3-D).
+fn to_json(tensor: &tch::Tensor) -> Result<serde_json::Value> {
+    let shape = tensor.size();
+    let flat = Vec::<f32>::try_from(&tensor.to_kind(tch::Kind::Float).contiguous().view(-1))
+        .map_err(|source| Error::failed("Failed to read a tensor back", source))?;
+    let inner: usize = shape[1..].iter().product::<i64>() as usize;
+    let rows: Vec<serde_json::Value> = flat
+        .chunks(inner.max(1))
+        .map(|row| {
+            if shape.len() == 3 {
+                serde_json::json!(row.chunks(shape[2] as usize).collect::<Vec<_>>())
+            } else {
+                serde_json::json!(row)
+            }
+        })
+        .collect();
+    Ok(serde_json::Value::Array(rows))
 }
 
 /// `hidden --encoder DIR [--max-length N] [--truncation left|right]`: a JSON array of texts on
 /// stdin; prints `{"ids": [[..]], "hidden": [[[..]]], "first": [[..]], "mean": [[..]],
 /// "embedded": [[..]]}` for the texts as one right-padded batch, on the CPU in float32
 /// (`embedded` is `embed`'s first-token path, which computes the last layer for that token only).
-fn hidden() -> routerdc::Result<()> {
-    use routerdc::encoder::Pooling;
-    use routerdc::encoder::tokenize::TruncationSide;
-    let args: Vec<String> = std::env::args().skip(2).collect();
-    let value = |flag: &str| args.iter().position(|arg| arg == flag).and_then(|i| args.get(i + 1)).cloned();
-    let files = routerdc::encoder::resolve(value("--encoder").as_deref())?;
-    let max_length = value("--max-length").and_then(|n| n.parse().ok()).unwrap_or(512);
-    let side =
-        if value("--truncation").as_deref() == Some("right") { TruncationSide::Right } else { TruncationSide::Left };
-    let encoder = torch::encoder::Encoder::load(files, tch::Device::Cpu, max_length, side)?;
-    let texts: Vec<String> = serde_json::from_reader(std::io::stdin())
-        .map_err(|error| routerdc::Error::input(format!("stdin: {error}"), "pass a JSON array of strings"))?;
+fn hidden(args: &HiddenArgs) -> Result<()> {
+    use routerdc::hf::Pooling;
+    use torch::model::network::{Encoder, pad_batch, pool};
+    let files = routerdc::hf::resolve(args.encoder.as_deref())?;
+    let encoder = Encoder::load(files, tch::Device::Cpu, args.max_length, args.truncation)?;
+    let texts: Vec<String> = read_stdin("a JSON array of strings")?;
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let ids = encoder.tokenizer.encode(&texts)?;
     let batch: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
-    let (input, mask) = torch::encoder::pad_batch(&batch, encoder.config.pad_token_id, tch::Device::Cpu);
+    let (input, mask) = pad_batch(&batch, encoder.config.pad_token_id, tch::Device::Cpu);
     let hidden = tch::no_grad(|| encoder.network.forward(&input, &mask, false));
-    let to_json = |tensor: &tch::Tensor| -> serde_json::Value {
-        let shape = tensor.size();
-        let flat = Vec::<f32>::try_from(&tensor.contiguous().view(-1)).unwrap_or_default();
-        let inner: usize = shape[1..].iter().product::<i64>() as usize;
-        let rows: Vec<serde_json::Value> = flat
-            .chunks(inner.max(1))
-            .map(|row| {
-                if shape.len() == 3 {
-                    serde_json::json!(row.chunks(shape[2] as usize).collect::<Vec<_>>())
-                } else {
-                    serde_json::json!(row)
-                }
-            })
-            .collect();
-        serde_json::Value::Array(rows)
-    };
-    let first = torch::encoder::pool(&hidden, &mask, Pooling::First);
-    let mean = torch::encoder::pool(&hidden, &mask, Pooling::Mean);
+    let first = pool(&hidden, &mask, Pooling::First);
+    let mean = pool(&hidden, &mask, Pooling::Mean);
     // What `embed` computes: the last layer only for the first token.
     let embedded = tch::no_grad(|| encoder.network.embed(&input, &mask, Pooling::First, false));
     let out = serde_json::json!({
-        "ids": ids, "hidden": to_json(&hidden), "first": to_json(&first), "mean": to_json(&mean),
-        "embedded": to_json(&embedded),
+        "ids": ids, "hidden": to_json(&hidden)?, "first": to_json(&first)?, "mean": to_json(&mean)?,
+        "embedded": to_json(&embedded)?,
     });
     println!("{out}");
     Ok(())
@@ -158,52 +195,90 @@ fn gpu_names() -> Vec<String> {
         .collect()
 }
 
+/// A field of a JSON case, of the type asked for.
+fn field<T: serde::de::DeserializeOwned>(case: &serde_json::Value, key: &str) -> Result<T> {
+    serde_json::from_value(case[key].clone())
+        .map_err(|error| Error::input_from(format!("stdin: field `{key}`"), "", error))
+}
+
+/// Rows of floats as a `[n × d]` tensor.
+fn matrix(rows: &[Vec<f32>]) -> tch::Tensor {
+    let (n, d) = (rows.len() as i64, rows.first().map_or(0, Vec::len) as i64);
+    tch::Tensor::from_slice(&rows.concat()).view([n, d])
+}
+
 /// `losses` (for the loss parity test): the case of `tests/fixtures/loss_reference.py` on stdin;
 /// prints routerdc's loss terms, total and gradients with respect to h and K.
-fn losses() -> routerdc::Result<()> {
-    use routerdc::stages::train::{LlmChoice, PairChoice, Similarity};
-    use tch::{Kind, Tensor};
-    let case: serde_json::Value = serde_json::from_reader(std::io::stdin())
-        .map_err(|error| routerdc::Error::input(format!("stdin: {error}"), ""))?;
-    let matrix = |key: &str| -> Tensor {
-        let rows: Vec<Vec<f32>> = serde_json::from_value(case[key].clone()).unwrap_or_default();
-        let (n, d) = (rows.len() as i64, rows.first().map_or(0, Vec::len) as i64);
-        Tensor::from_slice(&rows.concat()).view([n, d])
-    };
-    let ints = |key: &str| -> Vec<i64> { serde_json::from_value(case[key].clone()).unwrap_or_default() };
-    let number = |key: &str| case[key].as_f64().unwrap_or(0.0);
-    let h = matrix("h").set_requires_grad(true);
-    let k = matrix("K").set_requires_grad(true);
-    let similarity = if case["similarity"] == "inner" { Similarity::Inner } else { Similarity::Cosine };
-    let temperature = number("temperature");
+fn losses() -> Result<()> {
+    use routerdc::routing::{LlmChoice, PairChoice, Similarity};
+    use torch::model::router::{cosine_matrix, orthogonality_loss, sample_llm_loss, sample_sample_loss};
+    let case: serde_json::Value = read_stdin("a JSON object")?;
+    let h = matrix(&field::<Vec<Vec<f32>>>(&case, "h")?).set_requires_grad(true);
+    let k = matrix(&field::<Vec<Vec<f32>>>(&case, "K")?).set_requires_grad(true);
+    let number = |key: &str| field::<f64>(&case, key);
+    let similarity = field::<Similarity>(&case, "similarity")?;
+    let temperature = number("temperature")?;
     let logits = match similarity {
-        Similarity::Cosine => torch::router::cosine_matrix(&h, &k),
+        Similarity::Cosine => cosine_matrix(&h, &k),
         Similarity::Inner => h.matmul(&k.tr()),
     } / temperature;
     let choice = LlmChoice {
-        positives: ints("positives"),
-        positive_mask: serde_json::from_value(case["positive_mask"].clone()).unwrap_or_default(),
-        negatives: ints("negatives"),
-        negative_excluded: serde_json::from_value(case["negative_excluded"].clone()).unwrap_or_default(),
+        positives: field(&case, "positives")?,
+        positive_mask: field(&case, "positive_mask")?,
+        negatives: field(&case, "negatives")?,
+        negative_excluded: field(&case, "negative_excluded")?,
     };
-    let pairs =
-        PairChoice { anchors: ints("anchors"), positives: ints("pair_positives"), negatives: ints("pair_negatives") };
-    let (top_k, last_k, negatives) = (number("top_k") as i64, number("last_k") as i64, number("H") as i64);
-    let sample_llm = torch::router::sample_llm_loss(&logits, &choice, top_k, last_k);
-    let sample_sample = torch::router::sample_sample_loss(&h, &pairs, negatives, temperature);
-    let orth = torch::router::orthogonality_loss(&k);
-    let total = &sample_llm + &sample_sample * number("cluster_weight") + &orth * number("orth_weight");
+    let pairs = PairChoice {
+        anchors: field(&case, "anchors")?,
+        positives: field(&case, "pair_positives")?,
+        negatives: field(&case, "pair_negatives")?,
+    };
+    let (top_k, last_k, negatives) = (number("top_k")? as i64, number("last_k")? as i64, number("H")? as i64);
+    let sample_llm = sample_llm_loss(&logits, &choice, top_k, last_k);
+    let sample_sample = sample_sample_loss(&h, &pairs, negatives, temperature);
+    let orth = orthogonality_loss(&k);
+    let total = &sample_llm + &sample_sample * number("cluster_weight")? + &orth * number("orth_weight")?;
     total.backward();
-    let grad = |t: &Tensor| -> Vec<Vec<f32>> {
-        let g = t.grad().to_kind(Kind::Float);
-        let d = g.size()[1] as usize;
-        Vec::<f32>::try_from(&g.contiguous().view(-1)).unwrap_or_default().chunks(d).map(<[f32]>::to_vec).collect()
-    };
     let out = serde_json::json!({
         "sample_llm": sample_llm.double_value(&[]), "sample_sample": sample_sample.double_value(&[]),
         "orth": orth.double_value(&[]), "total": total.double_value(&[]),
-        "grad_h": grad(&h), "grad_K": grad(&k),
+        "grad_h": to_json(&h.grad())?, "grad_K": to_json(&k.grad())?,
     });
     println!("{out}");
+    Ok(())
+}
+
+/// `adamw` (for the optimizer parity test): `{"params": {name: [[..]]}, "grads": [{name:
+/// [[..]]}, ...], "lr": .., "weight_decay": ..}` on stdin; applies one AdamW step per entry of
+/// `grads` and prints the parameters after each step, `[{name: [[..]]}, ...]`.
+fn adamw() -> Result<()> {
+    use std::collections::BTreeMap;
+    use torch::commands::train::optim::AdamW;
+    let case: serde_json::Value = read_stdin("a JSON object")?;
+    let params: BTreeMap<String, Vec<Vec<f32>>> = field(&case, "params")?;
+    let grads: Vec<BTreeMap<String, Vec<Vec<f32>>>> = field(&case, "grads")?;
+    let tensors: Vec<(String, tch::Tensor)> =
+        params.iter().map(|(name, rows)| (name.clone(), matrix(rows).set_requires_grad(true))).collect();
+    let mut optimizer = AdamW::over(
+        tensors.iter().map(|(name, t)| (name.clone(), t.shallow_clone())).collect(),
+        field(&case, "lr")?,
+        field(&case, "weight_decay")?,
+    );
+    let mut steps = Vec::new();
+    for step in &grads {
+        optimizer.zero_grad();
+        for (name, tensor) in &tensors {
+            let grad = step.get(name).ok_or_else(|| Error::input(format!("stdin: no gradient for `{name}`"), ""))?;
+            // Set the gradient by backpropagating ⟨θ, g⟩, whose gradient with respect to θ is g.
+            (tensor * matrix(grad)).sum(tch::Kind::Float).backward();
+        }
+        optimizer.step();
+        let mut after = serde_json::Map::new();
+        for (name, tensor) in &tensors {
+            after.insert(name.clone(), to_json(&tensor.detach())?);
+        }
+        steps.push(serde_json::Value::Object(after));
+    }
+    println!("{}", serde_json::Value::Array(steps));
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! One function per subcommand: settings in, files written, a summary on stderr and data on
 //! stdout. This is the only layer that prints.
 
+mod child;
+
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command, DataCommand};
@@ -158,7 +160,7 @@ fn run_report(config: &report::ReportConfig, quiet: bool) -> Result<ExitCode> {
             let routes =
                 tempfile::tempdir().map_err(|source| crate::Error::Write { path: std::env::temp_dir(), source })?;
             // Only the rows the report reads are routed.
-            let mut route = std::process::Command::new(crate::torch_helper());
+            let mut route = child::command(crate::torch_helper());
             route.arg("--quiet").arg("route").arg("--checkpoint").arg(checkpoint).arg("--tables").arg(&config.tables);
             route.arg("--out").arg(routes.path());
             if let Some(split) = config.split {
@@ -170,7 +172,7 @@ fn run_report(config: &report::ReportConfig, quiet: bool) -> Result<ExitCode> {
             if !status.success() {
                 return Ok(ExitCode::from(status.code().map_or(1, |code| code.clamp(1, 255) as u8)));
             }
-            let read = |table: &crate::table::LoadedTable| crate::stages::train::read_routes(routes.path(), table);
+            let read = |table: &crate::table::LoadedTable| crate::stages::route::read_routes(routes.path(), table);
             report::run(config, Some(&read))?
         }
     };
@@ -193,7 +195,7 @@ fn run_pipeline(config: &crate::pipeline::run::RunConfig, quiet: bool) -> Result
         let about = pipeline.description.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
         eprintln!("pipeline `{}`{about} → {}", pipeline.name, pipeline.dir.display());
     }
-    let summary = crate::pipeline::run::run(&pipeline, config, quiet, &say)?;
+    let summary = crate::pipeline::run::run(&pipeline, config, quiet, &say, &run_stage_command)?;
     if let Some((stage, code)) = summary.failed {
         eprintln!(
             "error: stage `{}` failed (exit code {code}); its previous outputs, if any, are kept in `{}` and the failed run's in `{}.failed`",
@@ -221,6 +223,18 @@ fn run_pipeline(config: &crate::pipeline::run::RunConfig, quiet: bool) -> Result
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A pipeline stage as its own `routerdc` process (`routerdc [--quiet] <stage> <args>`).
+fn run_stage_command(stage: &crate::pipeline::Stage, quiet: bool) -> Result<i32> {
+    let exe = std::env::current_exe().map_err(|source| crate::Error::Read { path: "routerdc".into(), source })?;
+    let mut command = child::command(&exe);
+    if quiet {
+        command.arg("--quiet");
+    }
+    command.arg(stage.kind.name()).args(&stage.args);
+    let status = command.status().map_err(|source| crate::Error::Read { path: exe.clone(), source })?;
+    Ok(status.code().unwrap_or(1))
 }
 
 fn run_fetch(config: &crate::data::FetchConfig, quiet: bool) -> Result<ExitCode> {
@@ -251,8 +265,11 @@ fn run_fetch(config: &crate::data::FetchConfig, quiet: bool) -> Result<ExitCode>
 /// Commands that need libtorch run in `routerdc-torch` with the same arguments; its exit
 /// code is ours.
 fn run_torch_helper() -> Result<ExitCode> {
+    if !cfg!(feature = "train") {
+        return Err(crate::Error::Unsupported { feature: "train" });
+    }
     let helper = crate::torch_helper();
-    let status = std::process::Command::new(&helper).args(std::env::args_os().skip(1)).status();
+    let status = child::command(&helper).args(std::env::args_os().skip(1)).status();
     match status {
         Ok(status) => Ok(ExitCode::from(status.code().map_or(1, |code| code.clamp(0, 255) as u8))),
         Err(source) => Err(crate::Error::input(

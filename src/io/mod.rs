@@ -8,6 +8,7 @@ pub mod routerdc_json;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
@@ -23,7 +24,14 @@ pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut BufWriter<&File>) -> Res
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir).map_err(write_error)?;
-    let temp = tempfile::Builder::new().prefix(".routerdc-").suffix(".tmp").tempfile_in(dir).map_err(write_error)?;
+    // The usual mode of a new file (0644 under a 022 umask), not tempfile's private 0600: the
+    // mode given to open(2) is narrowed by the umask.
+    let temp = tempfile::Builder::new()
+        .prefix(".routerdc-")
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(write_error)?;
     {
         let mut writer = BufWriter::new(temp.as_file());
         fill(&mut writer)?;
@@ -31,6 +39,105 @@ pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut BufWriter<&File>) -> Res
     }
     temp.as_file().sync_all().map_err(write_error)?;
     temp.persist(path).map_err(|error| write_error(error.error))?;
+    Ok(())
+}
+
+/// A command's output files as one unit: they are written into a staging folder inside the
+/// output folder, and [`Outputs::commit`] moves them all into place once every one is written.
+/// A command that fails before that leaves the output folder as it was (the staging folder is
+/// removed when the value is dropped, and a crash leaves only a `.routerdc-staging-*` folder,
+/// which the next run of any command in that folder removes).
+pub struct Outputs {
+    dir: PathBuf,
+    staging: tempfile::TempDir,
+}
+
+const STAGING_PREFIX: &str = ".routerdc-staging-";
+
+impl Outputs {
+    /// Stage outputs for `dir` (created if missing).
+    pub fn new(dir: &Path) -> Result<Outputs> {
+        let write_error = |source| Error::Write { path: dir.to_path_buf(), source };
+        std::fs::create_dir_all(dir).map_err(write_error)?;
+        remove_stale_staging(dir);
+        let staging = tempfile::Builder::new().prefix(STAGING_PREFIX).tempdir_in(dir).map_err(write_error)?;
+        Ok(Outputs { dir: dir.to_path_buf(), staging })
+    }
+
+    /// Where to write what will be `<dir>/<relative>`.
+    pub fn dir(&self) -> &Path {
+        self.staging.path()
+    }
+
+    /// The path a staged file will have once committed.
+    pub fn final_path(&self, staged: &Path) -> PathBuf {
+        staged
+            .strip_prefix(self.staging.path())
+            .map_or_else(|_| staged.to_path_buf(), |relative| self.dir.join(relative))
+    }
+
+    /// Move every staged file into the output folder, after checking that none of them would
+    /// replace a folder; returns their final paths.
+    pub fn commit(self) -> Result<Vec<PathBuf>> {
+        let mut files = Vec::new();
+        staged_files(self.staging.path(), &mut files)?;
+        files.sort();
+        let moves: Vec<(PathBuf, PathBuf)> = files
+            .into_iter()
+            .map(|staged| {
+                let target = self.final_path(&staged);
+                (staged, target)
+            })
+            .collect();
+        for (_, target) in &moves {
+            if target.is_dir() {
+                return Err(Error::Write {
+                    path: target.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::IsADirectory,
+                        "a folder is in the way of this output file",
+                    ),
+                });
+            }
+        }
+        for (staged, target) in &moves {
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|source| Error::Write { path: parent.to_path_buf(), source })?;
+            }
+            std::fs::rename(staged, target).map_err(|source| Error::Write { path: target.clone(), source })?;
+        }
+        Ok(moves.into_iter().map(|(_, target)| target).collect())
+    }
+}
+
+/// Remove staging folders that a killed command left behind (best effort: one still in use by
+/// a concurrent command is younger than a minute and kept).
+fn remove_stale_staging(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let stale = entry.file_name().to_string_lossy().starts_with(STAGING_PREFIX)
+            && entry
+                .metadata()
+                .and_then(|meta| meta.modified())
+                .is_ok_and(|time| time.elapsed().is_ok_and(|age| age.as_secs() > 60));
+        if stale {
+            // Best effort: a folder that cannot be removed is left for the user to see.
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn staged_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::Read { path: dir.to_path_buf(), source })?;
+    for entry in entries {
+        let path = entry.map_err(|source| Error::Read { path: dir.to_path_buf(), source })?.path();
+        if path.is_dir() {
+            staged_files(&path, out)?;
+        } else {
+            out.push(path);
+        }
+    }
     Ok(())
 }
 
@@ -99,6 +206,15 @@ pub fn write_text(text: &str, path: &Path) -> Result<()> {
     })
 }
 
+/// A parquet file that is not a scored table (a training log, routes, embeddings): an unreadable
+/// one is bad input named as `what`, with `hint` saying where such a file comes from.
+pub fn read_parquet_as(path: &Path, what: &str, hint: &str) -> Result<DataFrame> {
+    let file = File::open(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+    ParquetReader::new(file)
+        .finish()
+        .map_err(|source| Error::bad_file(path, format!("not a readable {what}"), hint, Some(source.into())))
+}
+
 pub fn read_parquet(path: &Path) -> Result<DataFrame> {
     let file = File::open(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
     ParquetReader::new(file)
@@ -106,9 +222,28 @@ pub fn read_parquet(path: &Path) -> Result<DataFrame> {
         .map_err(|source| Error::table(path, format!("it is not a readable parquet file ({source})")))
 }
 
+/// `<dir>/<name><suffix>` for a name that comes from data (a dataset name), checked first to be
+/// one plain file name ([`crate::table::check_name`]): nothing a table holds can make a path
+/// outside `dir`.
+pub fn named_file(dir: &Path, name: &str, suffix: &str) -> Result<PathBuf> {
+    crate::table::check_name(name)
+        .map_err(|reason| Error::input(reason, "rename the task in the input (a dataset name becomes a file name)"))?;
+    Ok(dir.join(format!("{name}{suffix}")))
+}
+
+/// Write every table as `<dir>/<dataset>.parquet`, all or none (through [`Outputs`]); returns
+/// the paths, in the tables' order.
+pub fn write_tables<'a>(tables: impl IntoIterator<Item = &'a ScoredTable>, dir: &Path) -> Result<Vec<PathBuf>> {
+    let outputs = Outputs::new(dir)?;
+    let staged = tables.into_iter().map(|table| write_table(table, outputs.dir())).collect::<Result<Vec<_>>>()?;
+    let paths = staged.iter().map(|path| outputs.final_path(path)).collect();
+    outputs.commit()?;
+    Ok(paths)
+}
+
 /// Write `table` as `<dir>/<dataset>.parquet` and return that path.
 pub fn write_table(table: &ScoredTable, dir: &Path) -> Result<PathBuf> {
-    let path = dir.join(format!("{}.parquet", table.dataset));
+    let path = named_file(dir, &table.dataset, ".parquet")?;
     write_parquet(&mut table.to_frame()?, &path)?;
     Ok(path)
 }

@@ -11,7 +11,7 @@ pub mod run;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use clap::{ArgAction, CommandFactory};
+use clap::ArgAction;
 
 use crate::error::{Error, Result};
 
@@ -61,6 +61,22 @@ impl StageKind {
             StageKind::Cluster => &["tables", "out"],
             StageKind::Train => &["train", "test", "out"],
             StageKind::Report => &["tables", "checkpoint", "out"],
+        }
+    }
+
+    /// The stage's command-line parser, built from the stage's own settings type (the same
+    /// `clap::Args` that `routerdc <stage>` parses).
+    pub fn command(self) -> clap::Command {
+        use crate::stages::{cluster, convert, import, ingest, report, train};
+        use clap::Args;
+        let command = clap::Command::new(self.name());
+        match self {
+            StageKind::Ingest => ingest::IngestConfig::augment_args(command),
+            StageKind::Convert => convert::ConvertConfig::augment_args(command),
+            StageKind::Import => import::ImportConfig::augment_args(command),
+            StageKind::Cluster => cluster::ClusterConfig::augment_args(command),
+            StageKind::Train => train::TrainConfig::augment_args(command),
+            StageKind::Report => report::ReportConfig::augment_args(command),
         }
     }
 
@@ -253,15 +269,14 @@ fn stage(
     dir: PathBuf,
     wiring: Vec<(&'static str, PathBuf)>,
 ) -> Result<Stage> {
-    let command = crate::cli::Cli::command();
-    let sub = command.find_subcommand(kind.name()).expect("every stage is a subcommand").clone();
+    let command = kind.command();
     let known: Vec<&clap::Arg> =
-        sub.get_arguments().filter(|arg| !matches!(arg.get_id().as_str(), "help" | "version" | "quiet")).collect();
+        command.get_arguments().filter(|arg| !matches!(arg.get_id().as_str(), "help" | "version" | "quiet")).collect();
     let (args, notices) = arguments(file, kind, settings, &known, &dir, &wiring)?;
 
-    let mut argv: Vec<OsString> = vec!["routerdc".into(), kind.name().into()];
+    let mut argv: Vec<OsString> = vec![kind.name().into()];
     argv.extend(args.iter().cloned());
-    let matches = command.try_get_matches_from(argv).map_err(|error| {
+    let matches = command.clone().try_get_matches_from(argv).map_err(|error| {
         let rendered = error.render().to_string();
         let message =
             rendered.split("\n\n").next().unwrap_or(&rendered).trim_start_matches("error: ").trim().to_owned();
@@ -271,8 +286,7 @@ fn stage(
             "keys are the stage's flags; `routerdc <stage> --help` lists them",
         )
     })?;
-    let (_, matches) = matches.subcommand().expect("the stage's subcommand");
-    let (resolved, inputs) = resolve(kind, &known, matches, &dir, &wiring);
+    let (resolved, inputs) = resolve(kind, &known, &matches, &dir, &wiring);
     let mut resolved_stage = toml::Table::new();
     resolved_stage.insert(kind.name().to_owned(), toml::Value::Table(resolved));
     Ok(Stage { kind, dir, args, resolved: resolved_stage, inputs, notices })
@@ -321,6 +335,7 @@ fn arguments(
             for value in &values {
                 let path = path_part(value);
                 if !Path::new(path).exists() {
+                    // Only for the message: without a readable working folder it says less.
                     let here = std::env::current_dir().map(|dir| dir.display().to_string()).unwrap_or_default();
                     return Err(pipeline_error(
                         file,
@@ -398,7 +413,7 @@ fn resolve(
         let spec =
             matches.get_raw("encoder").and_then(|mut raw| raw.next()).map(|raw| raw.to_string_lossy().into_owned());
         // An encoder that cannot be found is the stage's error to report, with its hint.
-        if let Ok(files) = crate::encoder::resolve(spec.as_deref()) {
+        if let Ok(files) = crate::hf::resolve(spec.as_deref()) {
             inputs.extend([files.config.clone(), files.tokenizer.clone(), files.weights.clone()]);
             inputs.extend(["tokenizer_config.json", "special_tokens_map.json"].map(|name| files.dir.join(name)));
         }
@@ -425,7 +440,7 @@ fn path_part(value: &str) -> &str {
 
 /// Whether an argument names files or folders (its value name says DIR, FILE or PATH). The
 /// encoder (`PATH|HUB_ID`) is not one: it may be a hub id, and its files are found by
-/// [`crate::encoder::resolve`].
+/// [`crate::hf::resolve`].
 fn is_path(arg: &clap::Arg) -> bool {
     arg.get_value_names().is_some_and(|names| {
         names.iter().any(|name| {
@@ -559,7 +574,7 @@ fn choose_encoder(file: &Path, section: &str, value: toml::Value, notices: &mut 
             return Err(pipeline_error(file, format!("`encoder` in {section}: choices are strings"), ""));
         };
         let spec = expand(file, section, "encoder", spec)?;
-        match crate::encoder::resolve(Some(&spec)) {
+        match crate::hf::resolve(Some(&spec)) {
             Ok(_) => {
                 if !missing.is_empty() {
                     notices.push(format!("{section}: encoder {} not found; using `{spec}`", missing.join(", ")));

@@ -7,7 +7,6 @@
 //! with its previous outputs moved to `<stage>.previous/`; they come back if it fails (the failed
 //! outputs are kept in `<stage>.failed/` to look at), and are deleted once it succeeds.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
@@ -88,8 +87,19 @@ pub struct Summary {
 const MANIFEST: &str = "manifest.json";
 const CONFIG: &str = "config.toml";
 
-/// Run (or, with `dry_run`, plan) the pipeline; `quiet` is passed on to every stage.
-pub fn run(pipeline: &Pipeline, config: &RunConfig, quiet: bool, say: &dyn Fn(&str)) -> Result<Summary> {
+/// Runs one stage's command (`routerdc <stage> <args>`, with `--quiet` when asked) and returns
+/// its exit code. The caller provides it: the library does not know how commands are run.
+pub type StageRunner<'a> = &'a dyn Fn(&Stage, bool) -> Result<i32>;
+
+/// Run (or, with `dry_run`, plan) the pipeline; `quiet` is passed on to every stage, each of
+/// which runs through `runner`.
+pub fn run(
+    pipeline: &Pipeline,
+    config: &RunConfig,
+    quiet: bool,
+    say: &dyn Fn(&str),
+    runner: StageRunner<'_>,
+) -> Result<Summary> {
     let selected = |kind: StageKind| match (config.only, config.from) {
         (Some(only), _) => kind == only,
         (None, Some(from)) => kind >= from,
@@ -158,7 +168,7 @@ pub fn run(pipeline: &Pipeline, config: &RunConfig, quiet: bool, say: &dyn Fn(&s
         say(&format!("→ {:<8} {}", stage.kind.name(), command.join(" ")));
         let started = SystemTime::now();
         let clock = Instant::now();
-        let code = run_stage(stage, quiet)?;
+        let code = run_stage(stage, quiet, runner)?;
         let seconds = clock.elapsed().as_secs_f64();
         if code != 0 {
             summary.stages.push((stage.kind, Outcome::Ran, seconds));
@@ -236,25 +246,15 @@ fn restore_interrupted(dir: &Path) -> Result<()> {
 
 /// Run one stage's command with the previous outputs moved aside; on failure they come back.
 /// Returns the command's exit code.
-fn run_stage(stage: &Stage, quiet: bool) -> Result<i32> {
+fn run_stage(stage: &Stage, quiet: bool, runner: StageRunner<'_>) -> Result<i32> {
     let previous = aside(&stage.dir, "previous");
     remove_dir(&previous)?;
     if stage.dir.exists() {
         rename(&stage.dir, &previous)?;
     }
     std::fs::create_dir_all(&stage.dir).map_err(|source| Error::Write { path: stage.dir.clone(), source })?;
-    let exe = std::env::current_exe().map_err(|source| Error::Read { path: PathBuf::from("routerdc"), source })?;
-    let mut args: Vec<OsString> = Vec::new();
-    if quiet {
-        args.push("--quiet".into());
-    }
-    args.push(stage.kind.name().into());
-    args.extend(stage.args.iter().cloned());
-    let status = std::process::Command::new(&exe)
-        .args(&args)
-        .status()
-        .map_err(|source| Error::Read { path: exe.clone(), source })?;
-    if status.success() {
+    let code = runner(stage, quiet)?;
+    if code == 0 {
         return Ok(0);
     }
     let failed = aside(&stage.dir, "failed");
@@ -263,7 +263,7 @@ fn run_stage(stage: &Stage, quiet: bool) -> Result<i32> {
     if previous.is_dir() {
         rename(&previous, &stage.dir)?;
     }
-    Ok(status.code().unwrap_or(1))
+    Ok(code)
 }
 
 /// The manifest of the stage's last successful run, if any.

@@ -1,4 +1,4 @@
-//! `routerdc cluster` (SPEC §3): k-means over the embeddings of the training queries of every
+//! `routerdc cluster` (`docs/method.md`, "Clusters"): k-means over the embeddings of the training queries of every
 //! table together, then each query of every table gets the id of its nearest centroid.
 //!
 //! The vectors come from `routerdc embed` (`--embeddings DIR`) or are computed on the spot with
@@ -129,11 +129,12 @@ pub fn cluster(config: &ClusterConfig, tables: &[LoadedTable], vectors: &[Array2
             },
         ));
     }
-    let fit = ndarray::stack(Axis(0), &fit_rows)
-        .map_err(|error| Error::input(format!("embeddings differ in size: {error}"), ""))?;
+    let fit = ndarray::stack(Axis(0), &fit_rows).map_err(|error| {
+        Error::input_from("the embeddings differ in size", "embed every table with one encoder", error)
+    })?;
     let projection = match config.reduce {
         Reduce::None => None,
-        Reduce::Pca => Some(pca(&fit, config.dims.clamp(1, fit.ncols()))),
+        Reduce::Pca => Some(pca(&fit, config.dims.clamp(1, fit.ncols()))?),
     };
     let project = |matrix: &Array2<f32>| match &projection {
         Some((mean, components)) => (matrix - mean).dot(&components.t()),
@@ -149,7 +150,7 @@ pub fn cluster(config: &ClusterConfig, tables: &[LoadedTable], vectors: &[Array2
         .max_n_iterations(config.max_iterations)
         .tolerance(tolerance)
         .fit(&DatasetBase::from(fit.clone()))
-        .map_err(|error| Error::input(format!("k-means failed: {error}"), ""))?;
+        .map_err(|source| Error::KMeans { rows: fit.nrows(), k: config.k, source })?;
     let centroids = model.centroids().clone();
     let fitted: Array1<usize> = model.predict(&fit);
     let inertia =
@@ -203,43 +204,21 @@ fn squared_distance(a: ArrayView1<f32>, b: ArrayView1<f32>) -> f64 {
     a.iter().zip(b.iter()).map(|(x, y)| f64::from(x - y).powi(2)).sum()
 }
 
-/// Mean and the top `dims` principal directions (rows) of `x`, by power iteration with
-/// deflation on the covariance matrix (deterministic start vectors).
-pub fn pca(x: &Array2<f32>, dims: usize) -> (Array1<f32>, Array2<f32>) {
-    let x64 = x.mapv(f64::from);
-    let mean = x64.mean_axis(Axis(0)).unwrap_or_else(|| Array1::zeros(x.ncols()));
-    let centered = &x64 - &mean;
-    let mut covariance = centered.t().dot(&centered) / (x.nrows().max(2) - 1) as f64;
-    let d = x.ncols();
-    let mut components = Array2::<f64>::zeros((dims, d));
-    for component in 0..dims {
-        let mut v = Array1::from_iter((0..d).map(|i| 1.0 + ((i * 7919 + component * 104_729) % 1000) as f64 / 1000.0));
-        v /= v.dot(&v).sqrt();
-        let mut eigenvalue = 0.0;
-        for _ in 0..1000 {
-            let next = covariance.dot(&v);
-            let norm = next.dot(&next).sqrt();
-            if norm == 0.0 {
-                break;
-            }
-            let next = next / norm;
-            let moved = (&next - &v).mapv(f64::abs).sum();
-            v = next;
-            eigenvalue = norm;
-            if moved < 1e-10 {
-                break;
-            }
-        }
-        // A sign convention, so runs agree: the largest |entry| is positive.
-        let flip = v.iter().copied().fold(0.0f64, |best, x| if x.abs() > best.abs() { x } else { best }) < 0.0;
-        if flip {
+/// Mean and the top `dims` principal directions (rows) of `x`, from linfa-reduction's PCA
+/// (a truncated SVD of the centred data, seeded, so runs agree). Each direction's sign is
+/// fixed so that its largest |entry| is positive.
+pub fn pca(x: &Array2<f32>, dims: usize) -> Result<(Array1<f32>, Array2<f32>)> {
+    let fitted = linfa_reduction::Pca::params(dims)
+        .fit(&DatasetBase::from(x.mapv(f64::from)))
+        .map_err(|source| Error::Pca { dims, source: source.into() })?;
+    let mut components = fitted.components().clone();
+    for mut v in components.outer_iter_mut() {
+        let largest = v.iter().copied().fold(0.0f64, |best, x| if x.abs() > best.abs() { x } else { best });
+        if largest < 0.0 {
             v.mapv_inplace(|x| -x);
         }
-        let outer = v.view().insert_axis(Axis(1)).dot(&v.view().insert_axis(Axis(0)));
-        covariance = covariance - outer * eigenvalue;
-        components.row_mut(component).assign(&v);
     }
-    (mean.mapv(|x| x as f32), components.mapv(|x| x as f32))
+    Ok((fitted.mean().mapv(|x| x as f32), components.mapv(|x| x as f32)))
 }
 
 /// Per table and cluster: how many queries (all rows, and the fitted split).
@@ -287,8 +266,9 @@ pub fn report_markdown(tables: &[LoadedTable], clustering: &Clustering, k: usize
 
 /// Write every table with its cluster ids into `out`, and the cluster report.
 pub fn write_outputs(config: &ClusterConfig, tables: &[LoadedTable], clustering: &Clustering) -> Result<Vec<PathBuf>> {
-    let out = &config.out;
-    std::fs::create_dir_all(out).map_err(|source| Error::Write { path: out.clone(), source })?;
+    // All files are staged and moved into `--out` together.
+    let outputs = crate::io::Outputs::new(&config.out)?;
+    let out = outputs.dir();
     let mut written = Vec::new();
     for (loaded, ids) in tables.iter().zip(&clustering.ids) {
         let mut table = loaded.table.clone();
@@ -307,6 +287,8 @@ pub fn write_outputs(config: &ClusterConfig, tables: &[LoadedTable], clustering:
     let md = report.join("clusters.md");
     crate::io::write_text(&report_markdown(tables, clustering, config.k), &md)?;
     written.extend([parquet, csv, md]);
+    let written = written.iter().map(|path| outputs.final_path(path)).collect();
+    outputs.commit()?;
     Ok(written)
 }
 
@@ -316,7 +298,7 @@ pub fn read_vectors(dir: &Path, tables: &[LoadedTable]) -> Result<Vec<Array2<f32
     tables
         .iter()
         .map(|loaded| {
-            let path = dir.join(format!("{}.parquet", loaded.table.dataset));
+            let path = crate::io::named_file(dir, &loaded.table.dataset, ".parquet")?;
             let (ids, rows) = super::embed::read_embeddings(&path)?;
             if ids != loaded.table.query_ids {
                 return Err(Error::input(
@@ -339,8 +321,10 @@ pub fn to_matrix(rows: Vec<Vec<f32>>, path: &Path) -> Result<Array2<f32>> {
         return Err(Error::table(path, "embeddings of different sizes"));
     }
     let n = rows.len();
-    Array2::from_shape_vec((n, dim), rows.into_iter().flatten().collect())
-        .map_err(|error| Error::table(path, format!("embeddings: {error}")))
+    Array2::from_shape_vec((n, dim), rows.into_iter().flatten().collect()).map_err(|error| Error::Table {
+        path: path.to_path_buf(),
+        message: format!("embeddings of uneven length ({error})"),
+    })
 }
 
 #[cfg(test)]
@@ -369,7 +353,7 @@ mod tests {
             let noise = if i % 2 == 0 { 0.1 } else { -0.1 };
             if j == 0 { 0.6 * t - 0.8 * noise } else { 0.8 * t + 0.6 * noise }
         });
-        let (_, components) = pca(&x, 1);
+        let (_, components) = pca(&x, 1).expect("PCA of a line");
         assert!((components[[0, 0]] - 0.6).abs() < 1e-4 && (components[[0, 1]] - 0.8).abs() < 1e-4, "{components}");
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! A RouterBench frame has `sample_id`, `prompt` (a stringified Python list), `eval_name`, one
 //! quality column per model, `<model>|total_cost`, `<model>|model_response` and
-//! `oracle_model_to_route_to` (../shared/notes/harness-formats.md §4). Both formats are reduced to
+//! `oracle_model_to_route_to` (README, `routerdc convert`). Both formats are reduced to
 //! the same columns ([`ColumnData`]) before anything else happens, so the CSV and PKL paths give
 //! identical tables. The dataset's own costs are kept; nothing is recomputed from prices.
 
@@ -61,7 +61,11 @@ fn read_columns(path: &Path) -> Result<Vec<(String, ColumnData)>> {
         return Err(Error::EmptyFile { path: path.to_path_buf() });
     }
     let layout = |message: String| Error::Layout { path: path.to_path_buf(), message };
-    if bytes[0] == 0x80 {
+    // Protocols 2 to 5 start with PROTO (0x80); protocols 0 and 1 with an opcode such as
+    // GLOBAL (`c<module>\n<name>\n`) or MARK, on a first line that has no comma, unlike a CSV header.
+    let first_line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    let old_pickle = matches!(bytes[0], b'c' | b'(' | b'}' | b']') && !first_line.contains(&b',');
+    if bytes[0] == 0x80 || old_pickle {
         let pickle = crate::io::pickle::vm::parse(&bytes).map_err(|e| layout(format!("not a readable pickle: {e}")))?;
         // The columns convert never uses are not materialised (their text is most of the file).
         let wanted = |name: &str| !unused_column(name);
@@ -77,6 +81,19 @@ fn read_columns(path: &Path) -> Result<Vec<(String, ColumnData)>> {
         .into_reader_with_file_handle(file)
         .finish()
         .map_err(|e| layout(format!("not a readable CSV or pickle: {e}")))?;
+    // A file cut off mid-row reads as a last row with its trailing fields missing; refuse it
+    // rather than drop that row as one with a missing quality.
+    let ends_a_line = bytes.ends_with(b"\n") || bytes.ends_with(b"\r");
+    if !ends_a_line && frame.height() > 0 {
+        let last = frame.height() - 1;
+        let trailing_missing = frame.columns().last().is_some_and(|column| column.get(last).is_ok_and(|v| v.is_null()));
+        if trailing_missing {
+            return Err(layout(format!(
+                "the file ends inside row {} (no line end after it, its last fields missing): was it cut off?",
+                last + 1
+            )));
+        }
+    }
     frame
         .columns()
         .iter()
@@ -100,6 +117,9 @@ pub fn convert(config: &ConvertConfig) -> Result<(Vec<ScoredTable>, ConvertCount
         for row in 0..frame.n_rows {
             counts.rows += 1;
             let eval_name = frame.text(frame.eval_name, row).ok_or_else(|| frame.error(row, EVAL_NAME, "is empty"))?;
+            // The task's name becomes its table's file name.
+            crate::table::check_name(&eval_name)
+                .map_err(|reason| frame.error(row, EVAL_NAME, &format!("holds {reason}")))?;
             let sample_id = frame.text(frame.sample_id, row).ok_or_else(|| frame.error(row, SAMPLE_ID, "is empty"))?;
             // Repeats are counted over every row; a kept row keeps its occurrence number.
             let repeat = seen_ids.entry((eval_name.clone(), sample_id.clone())).or_insert(0);
@@ -165,7 +185,7 @@ pub fn convert(config: &ConvertConfig) -> Result<(Vec<ScoredTable>, ConvertCount
 /// Convert and write one table per `eval_name`.
 pub fn run(config: &ConvertConfig) -> Result<(Vec<ScoredTable>, ConvertCounts, Vec<PathBuf>)> {
     let (tables, counts) = convert(config)?;
-    let paths = tables.iter().map(|table| crate::io::write_table(table, &config.out)).collect::<Result<_>>()?;
+    let paths = crate::io::write_tables(&tables, &config.out)?;
     Ok((tables, counts, paths))
 }
 

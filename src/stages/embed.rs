@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::encoder::tokenize::{TextTokenizer, TruncationSide};
-use crate::encoder::{EncoderFiles, Pooling};
 use crate::error::{Error, Result};
+use crate::hf::tokenize::{TextTokenizer, TruncationSide};
+use crate::hf::{EncoderFiles, Pooling};
 use crate::table::{LoadedTable, ScoredTable};
 
 /// Where the network runs.
@@ -97,21 +97,34 @@ pub fn encoder_key(files: &EncoderFiles, options: &EncoderOptions, max_length: u
 /// Embeddings already computed for one encoder key: `$ROUTERDC_CACHE/embeddings/<key>/*.parquet`,
 /// each file a `text_hash`, `embedding` table written atomically by one run.
 pub struct Cache {
+    /// Shards that could not be read (empty, cut short, not a shard): skipped, renamed to
+    /// `*.parquet.bad`, with why.
+    pub skipped: Vec<(PathBuf, String)>,
     dir: PathBuf,
     vectors: HashMap<[u8; 32], Vec<f32>>,
     /// The texts this run added, to be saved (their vectors are in `vectors`).
     added: Vec<[u8; 32]>,
 }
 
+/// The (text hash, vector) rows of one cache shard.
+fn read_shard(shard: &Path) -> Result<Vec<([u8; 32], Vec<f32>)>> {
+    let frame = crate::io::read_parquet(shard)?;
+    let hashes = frame.column("text_hash").and_then(|c| c.binary().cloned());
+    let hashes = hashes.map_err(Error::polars(format!("reading cache shard {}", shard.display())))?;
+    let rows = list_rows(&frame, "embedding", shard)?;
+    Ok(hashes.iter().zip(rows).filter_map(|(hash, row)| Some((<[u8; 32]>::try_from(hash?).ok()?, row))).collect())
+}
+
 impl Cache {
     pub fn open(key: &str) -> Result<Cache> {
-        let dir = crate::encoder::cache_dir()
+        let dir = crate::hf::cache_dir()
             .ok_or_else(|| {
                 Error::setting("--no-cache", "no cache folder: set ROUTERDC_CACHE or HOME, or pass --no-cache")
             })?
             .join("embeddings")
             .join(key);
         let mut vectors = HashMap::new();
+        let mut skipped = Vec::new();
         if dir.is_dir() {
             let entries = std::fs::read_dir(&dir).map_err(|source| Error::Read { path: dir.clone(), source })?;
             let mut shards: Vec<PathBuf> = entries
@@ -120,19 +133,20 @@ impl Cache {
                 .collect();
             shards.sort();
             for shard in shards {
-                let frame = crate::io::read_parquet(&shard)?;
-                let hashes = frame.column("text_hash").and_then(|c| c.binary().cloned());
-                let hashes =
-                    hashes.map_err(crate::error::Error::polars(format!("reading cache shard {}", shard.display())))?;
-                let rows = list_rows(&frame, "embedding", &shard)?;
-                for (hash, row) in hashes.iter().zip(rows) {
-                    if let Some(hash) = hash.and_then(|bytes| <[u8; 32]>::try_from(bytes).ok()) {
-                        vectors.insert(hash, row);
+                // A shard that cannot be read (a run killed mid-write on a filesystem without
+                // atomic renames, a damaged disk) costs only its vectors: they are embedded again.
+                match read_shard(&shard) {
+                    Ok(rows) => vectors.extend(rows),
+                    Err(error) => {
+                        // Renamed aside so that it is reported once, not on every run; kept for a
+                        // look. Best effort: an aside that fails leaves it to be skipped again.
+                        let _ = std::fs::rename(&shard, shard.with_extension("parquet.bad"));
+                        skipped.push((shard, error.to_string()));
                     }
                 }
             }
         }
-        Ok(Cache { dir, vectors, added: Vec::new() })
+        Ok(Cache { dir, vectors, added: Vec::new(), skipped })
     }
 
     pub fn get(&self, hash: &[u8; 32]) -> Option<&Vec<f32>> {
@@ -309,7 +323,7 @@ pub fn embed_texts(
 
 /// Write `<out>/<dataset>.parquet` with `query_id`, `text`, `embedding`.
 pub fn write_embeddings(table: &ScoredTable, vectors: Vec<f32>, dim: usize, out: &Path) -> Result<PathBuf> {
-    let path = out.join(format!("{}.parquet", table.dataset));
+    let path = crate::io::named_file(out, &table.dataset, ".parquet")?;
     let mut frame = DataFrame::new_infer_height(vec![
         Column::new("query_id".into(), &table.query_ids),
         Column::new("text".into(), &table.texts),
@@ -325,6 +339,12 @@ pub fn read_embeddings(path: &Path) -> Result<(Vec<String>, Vec<Vec<f32>>)> {
     let frame = crate::io::read_parquet(path)?;
     let ids = frame.column("query_id").and_then(|c| c.str().cloned());
     let ids = ids.map_err(|_| Error::table(path, "no string column `query_id` (is it an embeddings file?)"))?;
-    let ids: Vec<String> = ids.iter().map(|id| id.unwrap_or_default().to_owned()).collect();
+    let ids: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(row, id)| {
+            id.map(str::to_owned).ok_or_else(|| Error::table(path, format!("row {row} has no `query_id`")))
+        })
+        .collect::<Result<_>>()?;
     Ok((ids, list_rows(&frame, "embedding", path)?))
 }

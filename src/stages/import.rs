@@ -129,13 +129,8 @@ pub fn read_all(config: &ImportConfig, files: &[PathBuf], mut on_file: impl FnMu
 /// Import every input and write its table; returns the tables with the paths written.
 pub fn run(config: &ImportConfig, files: &[PathBuf], on_file: impl FnMut(&Path)) -> Result<Vec<(Imported, PathBuf)>> {
     let imported = read_all(config, files, on_file)?;
-    imported
-        .into_iter()
-        .map(|done| {
-            let path = io::write_table(&done.table, &config.out)?;
-            Ok((done, path))
-        })
-        .collect()
+    let paths = io::write_tables(imported.iter().map(|done| &done.table), &config.out)?;
+    Ok(imported.into_iter().zip(paths).collect())
 }
 
 /// Settings of `routerdc export`.
@@ -155,15 +150,17 @@ pub struct ExportConfig {
 /// `on_dropped_costs`).
 pub fn export(config: &ExportConfig, mut on_dropped_costs: impl FnMut(&str)) -> Result<Vec<PathBuf>> {
     let tables = io::read_tables(&config.tables)?;
+    let outputs = io::Outputs::new(&config.out)?;
     let mut written = Vec::with_capacity(tables.len());
     for loaded in &tables {
         if loaded.table.costs.is_some() {
             on_dropped_costs(&loaded.table.dataset);
         }
-        let path = config.out.join(format!("{}.json", loaded.table.dataset));
+        let path = io::named_file(outputs.dir(), &loaded.table.dataset, ".json")?;
         io::write_text(&routerdc_json::to_json(&loaded.table), &path)?;
-        written.push(path);
+        written.push(outputs.final_path(&path));
     }
+    outputs.commit()?;
     Ok(written)
 }
 

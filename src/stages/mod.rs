@@ -2,9 +2,9 @@
 
 pub mod cluster;
 pub mod convert;
-pub mod cost_quality;
 pub mod embed;
 pub mod import;
 pub mod ingest;
 pub mod report;
+pub mod route;
 pub mod train;

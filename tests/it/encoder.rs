@@ -14,7 +14,7 @@ pub fn tiny() -> Option<&'static Path> {
     static DIR: OnceLock<Option<tempfile::TempDir>> = OnceLock::new();
     DIR.get_or_init(|| {
         let python = python()?;
-        let default = routerdc::encoder::default_encoder().expect("scripts/setup.sh installs the default encoder");
+        let default = routerdc::hf::default_encoder().expect("scripts/setup.sh installs the default encoder");
         let dir = tempfile::tempdir().expect("a temp dir");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_tiny_encoders.py");
         let output = Command::new(python).arg(script).arg(dir.path()).arg(default).output().expect("python runs");

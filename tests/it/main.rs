@@ -3,7 +3,9 @@
 mod cli;
 mod convert;
 mod encoder;
+mod hostile;
 mod ingest;
+mod layers;
 mod pickle;
 mod pipeline;
 mod reference;

@@ -1,4 +1,4 @@
-//! The trainer: losses and gradients against a PyTorch transcription of SPEC §5, a tiny
+//! The trainer: losses and gradients against a PyTorch transcription of the losses in docs/method.md, a tiny
 //! end-to-end run, checkpoints, `route`, `report --checkpoint`, and bad settings.
 
 use std::path::Path;
@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::encoder::tiny;
 use crate::util::{ok, python, read_csv, routerdc_with_env, stderr, stdout};
-use routerdc::stages::train::{choose_llms, choose_pairs, rng};
+use routerdc::routing::{choose_llms, choose_pairs, rng};
 
 /// A small deterministic generator for test data (values in [-1, 1)).
 struct Lcg(u64);
@@ -355,4 +355,177 @@ fn safetensors_f32(bytes: &[u8]) -> Vec<(String, Vec<f32>)> {
             (name.clone(), values)
         })
         .collect()
+}
+
+#[test]
+fn adamw_steps_equal_torch_optim_adamw() {
+    let Some(python) = python() else { return };
+    let mut lcg = Lcg(11);
+    let mut matrix = |rows: usize, cols: usize, scale: f64| -> Vec<Vec<f64>> {
+        (0..rows).map(|_| (0..cols).map(|_| lcg.next() * scale).collect()).collect()
+    };
+    let params = json!({"w": matrix(3, 4, 1.0), "k": matrix(2, 2, 0.78)});
+    // Gradients of different sizes step to step, one exactly zero.
+    let mut grads: Vec<Value> =
+        (0..6).map(|step| json!({"w": matrix(3, 4, 0.1 * (step + 1) as f64), "k": matrix(2, 2, 2.0)})).collect();
+    grads[3]["k"] = json!([[0.0, 0.0], [0.0, 0.0]]);
+    for (lr, weight_decay) in [(0.01, 0.01), (5e-5, 0.0), (0.1, 0.5)] {
+        let case = json!({"params": params, "grads": grads, "lr": lr, "weight_decay": weight_decay});
+        let mut reference = Command::new(&python);
+        reference.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/adamw_reference.py"));
+        let theirs = run_json(reference, &case);
+        let mut ours_command = Command::new(env!("CARGO_BIN_EXE_routerdc-torch"));
+        ours_command.arg("adamw");
+        let ours = run_json(ours_command, &case);
+        assert_eq!(ours.as_array().map(Vec::len), Some(6));
+        for step in 0..6 {
+            for name in ["w", "k"] {
+                let (a, b) = (flat(&ours[step][name]), flat(&theirs[step][name]));
+                let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+                assert!(worst < 1e-6, "lr {lr}, wd {weight_decay}, step {step}: `{name}` differs by {worst}");
+            }
+        }
+        // The parameters moved: the comparison is not between two unchanged copies.
+        let moved = flat(&ours[5]["w"]).iter().zip(flat(&params["w"])).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+        assert!(moved > 1e-5, "lr {lr}: the parameters did not move ({moved})");
+    }
+}
+
+#[test]
+fn a_failed_checkpoint_write_exits_1_and_keeps_the_previous_checkpoint() {
+    let Some((temp, tables, encoder)) = topic_setup() else { return };
+    let out = temp.path().join("run");
+    let settings = with_small(&["--steps", "2", "--eval-steps", "2"]);
+    ok(&train(&tables, &out, &encoder, &settings));
+    let before = (std::fs::read(out.join("best.safetensors")).unwrap(), std::fs::read(out.join("best.json")).unwrap());
+    // A folder where the weights' temporary file goes: saving fails there.
+    std::fs::create_dir(out.join("best.partial.safetensors")).unwrap();
+    let mut again = settings.clone();
+    again.extend(["--seed", "7"]);
+    let output = train(&tables, &out, &encoder, &again);
+    assert_eq!(output.status.code(), Some(1), "failed work, not bad input: {}", stderr(&output));
+    assert!(stderr(&output).contains("best.safetensors"), "the error names the checkpoint: {}", stderr(&output));
+    let after = (std::fs::read(out.join("best.safetensors")).unwrap(), std::fs::read(out.join("best.json")).unwrap());
+    assert!(before == after, "the previous checkpoint was changed");
+}
+
+/// `routerdc route --checkpoint CHECKPOINT` on one query line.
+fn route_line(checkpoint: &Path) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_routerdc"))
+        .args(["route", "--checkpoint", checkpoint.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"A question about poetry?\n").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn checkpoint_pairs_are_read_as_one_unit() {
+    let Some((temp, tables, encoder)) = topic_setup() else { return };
+    let out = temp.path().join("run");
+    ok(&train(&tables, &out, &encoder, &with_small(&["--steps", "2", "--eval-steps", "1"])));
+    let best = out.join("best.safetensors");
+    let routed = route_line(&best);
+    ok(&routed);
+    // Probabilities in the router's model order, as README says.
+    let line = stdout(&routed);
+    let (a, b, c) =
+        (line.find("\"llm-a\":").unwrap(), line.find("\"llm-b\":").unwrap(), line.find("\"llm-c\":").unwrap());
+    assert!(a < b && b < c, "{line}");
+
+    // Killed between the two renames of a save: the new weights are in place, the sidecar is
+    // still the old one, whose weights are kept as `best.prev.safetensors`.
+    std::fs::rename(&best, out.join("best.prev.safetensors")).unwrap();
+    std::fs::copy(out.join("last.safetensors"), &best).unwrap();
+    let repaired = route_line(&best);
+    ok(&repaired);
+    assert_eq!(stdout(&repaired), line, "the pair the sidecar names is the one used");
+    // Without the previous weights the pair is torn: refused.
+    std::fs::remove_file(out.join("best.prev.safetensors")).unwrap();
+    let torn = route_line(&best);
+    assert_eq!(torn.status.code(), Some(2), "{}", stderr(&torn));
+    assert!(stderr(&torn).contains("best.safetensors") && stderr(&torn).contains("best.json"), "{}", stderr(&torn));
+}
+
+#[test]
+fn a_checkpoint_with_nan_weights_is_refused() {
+    let Some((temp, tables, encoder)) = topic_setup() else { return };
+    let out = temp.path().join("run");
+    ok(&train(&tables, &out, &encoder, &with_small(&["--steps", "1", "--eval-steps", "1"])));
+    let best = out.join("best.safetensors");
+    // Overwrite K (`embeddings.weight`) with NaN in the safetensors file, and record the new
+    // file's hash in best.json as a save would.
+    let mut bytes = std::fs::read(&best).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let offsets = &header["embeddings.weight"]["data_offsets"];
+    let (start, end) = (offsets[0].as_u64().unwrap() as usize, offsets[1].as_u64().unwrap() as usize);
+    for chunk in bytes[8 + header_len + start..8 + header_len + end].chunks_mut(4) {
+        chunk.copy_from_slice(&f32::NAN.to_le_bytes());
+    }
+    std::fs::write(&best, &bytes).unwrap();
+    let mut sidecar: Value = serde_json::from_slice(&std::fs::read(out.join("best.json")).unwrap()).unwrap();
+    sidecar["weights_blake3"] = json!(blake3::hash(&bytes).to_hex().to_string());
+    std::fs::write(out.join("best.json"), sidecar.to_string()).unwrap();
+    let output = route_line(&best);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("NaN") && stderr(&output).contains("embeddings.weight"), "{}", stderr(&output));
+}
+
+/// The pids whose parent is `parent`, from /proc.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // `pid (comm) state ppid ...`: the fields after the last `)`.
+            let ppid: u32 = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == parent).then_some(pid)
+        })
+        .collect()
+}
+
+#[test]
+fn killing_routerdc_ends_its_libtorch_child() {
+    let Some((temp, tables, encoder)) = topic_setup() else { return };
+    let out = temp.path().join("run");
+    let mut args = vec!["train", "--train", &tables, "--out", out.to_str().unwrap(), "--encoder", &encoder];
+    args.extend(with_small(&["--steps", "1000000", "--eval-steps", "1000000"]));
+    let mut parent = Command::new(env!("CARGO_BIN_EXE_routerdc"))
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (at most 60 s) for `routerdc-torch` to start.
+    let started = std::time::Instant::now();
+    let child = loop {
+        if let Some(&pid) = children_of(parent.id()).first() {
+            break pid;
+        }
+        assert!(started.elapsed().as_secs() < 60, "routerdc-torch did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+    // The child goes too (at most 20 s); it is killed here if it did not, so no test leaks it.
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+    };
+    let waited = std::time::Instant::now();
+    while alive(child) && waited.elapsed().as_secs() < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let survived = alive(child);
+    if survived {
+        let _ = Command::new("kill").args(["-9", &child.to_string()]).status();
+    }
+    assert!(!survived, "routerdc-torch (pid {child}) outlived its killed parent");
 }

@@ -40,10 +40,16 @@ pub fn ok(output: &Output) {
 }
 
 /// The RouterDC paper's data (`$ROUTERDC_DATA`), or `None` with a note saying why the test is
-/// skipped. In CI (`CI` set) a missing variable is a failure, not a skip.
+/// skipped. In CI (`CI` set) a missing variable is a failure, not a skip. A relative path (as
+/// README writes it, `../shared/routerdc-data`) is read from the repository root, where
+/// `cargo test` runs, and made absolute once here: tests that run commands in other folders
+/// pass it on as it is.
 pub fn reference_data() -> Option<PathBuf> {
     match std::env::var_os("ROUTERDC_DATA") {
-        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
+        Some(dir) if !dir.is_empty() => {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+            Some(dir.canonicalize().unwrap_or(dir))
+        }
         _ if std::env::var_os("CI").is_some() => panic!("ROUTERDC_DATA must be set in CI (see .ci/run)"),
         _ => {
             eprintln!("SKIPPED: set ROUTERDC_DATA to ../shared/routerdc-data to run this test");

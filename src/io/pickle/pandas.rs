@@ -1,7 +1,7 @@
 //! pandas DataFrames from the pickle machine's object tree, accepting exactly the globals a
 //! DataFrame pickle needs (pandas 1.x, 2.x and 3.x; numpy 1.x and 2.x; protocols 2 to 5).
 //!
-//! Layout (../shared/notes/feasibility.md §8): `DataFrame` with BUILD state `{_mgr: ...}`;
+//! Layout: `DataFrame` with BUILD state `{_mgr: ...}`;
 //! `_mgr` = `BlockManager(blocks, axes)`; each block = `_unpickle_block(values, placement, ndim)`
 //! where `values` is a 2-D numpy array `(columns in block, rows)` or a pandas 3 `StringArray`;
 //! `axes[0]` holds the column labels. numpy arrays come from `_reconstruct` + BUILD state
@@ -202,14 +202,19 @@ fn index_labels(index: &Value, budget: &mut Budget) -> Result<Vec<String>, Strin
         };
         let (start, stop, step) =
             (get("start")?.unwrap_or(0), get("stop")?.ok_or("RangeIndex without stop")?, get("step")?.unwrap_or(1));
-        if step == 0 || (stop - start) / step > 1 << 24 {
+        // The length in i128, so that no start, stop or step can overflow it.
+        let (start, stop, step) = (i128::from(start), i128::from(stop), i128::from(step));
+        let length = if step > 0 && stop > start {
+            (stop - start + step - 1) / step
+        } else if step < 0 && stop < start {
+            (start - stop - step - 1) / -step
+        } else {
+            0
+        };
+        if step == 0 || length > 1 << 24 {
             return Err("the column RangeIndex is implausible".into());
         }
-        return Ok((0..)
-            .map(|i| start + i * step)
-            .take_while(|&v| if step > 0 { v < stop } else { v > stop })
-            .map(|v| v.to_string())
-            .collect());
+        return Ok((0..length).map(|i| (start + i * step).to_string()).collect());
     }
     let data = dict_get(spec, "data").ok_or("the column index has no data")?;
     let array = array(&data, budget)?;
@@ -230,7 +235,7 @@ fn placement_positions(placement: &Value) -> Result<Vec<usize>, String> {
             args.get(i).map_or(Ok(None), |v| if matches!(v, Value::None) { Ok(None) } else { int(v).map(Some) })
         };
         let (start, stop, step) = (get(0)?.unwrap_or(0), get(1)?.ok_or("a slice without stop")?, get(2)?.unwrap_or(1));
-        if step <= 0 || start < 0 || stop < start || stop - start > 1 << 24 {
+        if step <= 0 || start < 0 || stop < start || stop.checked_sub(start).is_none_or(|n| n > 1 << 24) {
             return Err("a block placement slice is implausible".into());
         }
         return Ok((start..stop).step_by(step as usize).map(|p| p as usize).collect());
@@ -441,7 +446,7 @@ impl ColumnData {
 
 /// Split a `(k, n)` array's flat values into k columns of n.
 fn split_rows(flat: ColumnData, k: usize, n: usize, fortran: bool) -> Result<Vec<ColumnData>, String> {
-    if flat.len() != k * n {
+    if k.checked_mul(n) != Some(flat.len()) {
         return Err(format!("an array of shape ({k}, {n}) holds {} values", flat.len()));
     }
     fn split<T: Clone>(values: Vec<T>, k: usize, n: usize, fortran: bool) -> Vec<Vec<T>> {

@@ -1,4 +1,4 @@
-//! lm-evaluation-harness per-sample records, every generation (../shared/notes/harness-formats.md §1):
+//! lm-evaluation-harness per-sample records, every generation (README, `routerdc ingest`):
 //! `doc_id`, `doc`, `target`, `arguments`, `resps`, `filtered_resps`, per-metric keys, and from
 //! 0.4.3 on `doc_hash` (and from 0.4.7 `filter`, `metrics`).
 //!

@@ -1,4 +1,4 @@
-//! Per-record scoring rules (SPEC §2; the RouterDC reference's `convert_dataset_7_model.ipynb`).
+//! Per-record scoring rules (`docs/method.md`, "Scoring rules"; the RouterDC reference's `convert_dataset_7_model.ipynb`).
 //!
 //! The rule comes from the record's shape, not the task name:
 //! - multiple choice (`resps` holds one `[loglik, is_greedy]` per choice): the softmax of the

@@ -1,4 +1,4 @@
-//! The query text of a record, rebuilt from its `doc` as the RouterDC reference does (SPEC §2),
+//! The query text of a record, rebuilt from its `doc` as the RouterDC reference does (`docs/method.md`, "Scoring rules"),
 //! never from the prompt, which holds few-shot examples and chat templates.
 //!
 //! | family | text |

@@ -17,7 +17,7 @@ use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer};
 
-use crate::error::{Error, Result};
+use crate::error::{BoxError, Error, Result};
 
 /// The parts of a SentencePiece `ModelProto` a Unigram tokenizer needs.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -166,10 +166,12 @@ impl SpmModel {
 
     /// The tokenizer HF transformers' `DebertaV2Converter` builds from this model.
     pub fn deberta_tokenizer(&self, options: SpmOptions, path: &Path) -> Result<Tokenizer> {
+        let fail_from =
+            |what: &str, error: BoxError| Error::encoder_from(path, format!("spm.model: {what}"), "", error);
         let fail = |what: String| Error::encoder(path, format!("spm.model: {what}"), "");
         let vocab = self.pieces.iter().map(|(piece, score, _)| (piece.clone(), f64::from(*score))).collect();
         let unigram = Unigram::from(vocab, Some(self.unk_id as usize), self.byte_fallback)
-            .map_err(|error| fail(format!("cannot build the Unigram model: {error}")))?;
+            .map_err(|error| fail_from("cannot build the Unigram model", error.into()))?;
         let mut tokenizer = Tokenizer::new(unigram);
 
         let mut normalizers: Vec<NormalizerWrapper> = Vec::new();
@@ -179,13 +181,15 @@ impl SpmModel {
         normalizers.push(Strip::new(true, true).into());
         if !self.precompiled_charsmap.is_empty() {
             let precompiled = Precompiled::from(&self.precompiled_charsmap)
-                .map_err(|error| fail(format!("unreadable precompiled_charsmap: {error}")))?;
+                .map_err(|error| fail_from("unreadable precompiled_charsmap", error.into()))?;
             normalizers.push(precompiled.into());
         }
         let spaces = Replace::new(tokenizers::normalizers::replace::ReplacePattern::Regex(" {2,}".into()), " ")
-            .map_err(|error| fail(format!("{error}")))?;
+            .map_err(|error| fail_from("cannot build the whitespace normaliser", error.into()))?;
         normalizers.push(spaces.into());
-        tokenizer.with_normalizer(Some(Sequence::new(normalizers))).map_err(|error| fail(format!("{error}")))?;
+        tokenizer
+            .with_normalizer(Some(Sequence::new(normalizers)))
+            .map_err(|error| fail_from("cannot set the normaliser", error.into()))?;
 
         let mut pre: Vec<PreTokenizerWrapper> = Vec::new();
         if options.split_by_punct {
@@ -205,10 +209,10 @@ impl SpmModel {
         let template = TemplateProcessing::builder()
             .try_single("[CLS]:0 $A:0 [SEP]:0")
             .and_then(|builder| builder.try_pair("[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1"))
-            .map_err(|error| fail(error.to_string()))?
+            .map_err(|error| fail_from("cannot build the tokenizer", error.into()))?
             .special_tokens(vec![("[CLS]", cls), ("[SEP]", sep)])
             .build()
-            .map_err(|error| fail(error.to_string()))?;
+            .map_err(|error| fail_from("cannot build the tokenizer", error.into()))?;
         tokenizer.with_post_processor(Some(template));
         // As HF loads them: the control pieces are special tokens, matched whole in the input.
         let specials: Vec<AddedToken> = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
@@ -216,7 +220,9 @@ impl SpmModel {
             .filter(|token| self.pieces.iter().any(|(piece, _, _)| piece == token))
             .map(|token| AddedToken::from(token, true))
             .collect();
-        tokenizer.add_special_tokens(specials).map_err(|error| fail(error.to_string()))?;
+        tokenizer
+            .add_special_tokens(specials)
+            .map_err(|error| fail_from("cannot build the tokenizer", error.into()))?;
         Ok(tokenizer)
     }
 }

@@ -6,10 +6,10 @@ use std::path::Path;
 
 use tch::{Device, Kind, Tensor, nn};
 
-use routerdc::encoder::checkpoint::{self, DType};
-use routerdc::encoder::tokenize::{TextTokenizer, TruncationSide};
-use routerdc::encoder::{Architecture, EncoderConfig, EncoderFiles, Pooling};
 use routerdc::error::{Error, Result};
+use routerdc::hf::checkpoint::{self, DType};
+use routerdc::hf::tokenize::{TextTokenizer, TruncationSide};
+use routerdc::hf::{Architecture, EncoderConfig, EncoderFiles, Pooling};
 
 use super::bert::Bert;
 use super::deberta::Deberta;
@@ -85,7 +85,7 @@ impl Encoder {
     pub fn duplicate(&self) -> Result<Encoder> {
         let mut store = nn::VarStore::new(self.store.device());
         let network = Network::new(&store.root(), &self.config);
-        store.copy(&self.store).map_err(|error| torch_error(&self.files.weights, error))?;
+        store.copy(&self.store).map_err(|source| Error::failed("Failed to copy the encoder for a worker", source))?;
         store.freeze();
         Ok(Encoder {
             files: self.files.clone(),
@@ -115,17 +115,16 @@ pub fn read_weights(path: &Path) -> Result<Vec<(String, Tensor)>> {
                     DType::U8 => Kind::Uint8,
                     DType::Bool => Kind::Bool,
                 };
-                Ok((raw.name, Tensor::f_from_data_size(&raw.data, &raw.shape, kind).map_err(|e| torch_error(path, e))?))
+                let tensor = Tensor::f_from_data_size(&raw.data, &raw.shape, kind).map_err(|error| {
+                    Error::encoder_from(path, format!("tensor `{}` cannot be built", raw.name), "", error)
+                })?;
+                Ok((raw.name, tensor))
             })
             .collect();
     }
     Tensor::read_safetensors(path).map_err(|error| {
-        Error::encoder(path, format!("unreadable safetensors file: {error}"), "re-download or re-save the weights")
+        Error::encoder_from(path, "unreadable safetensors file", "re-download or re-save the weights", error)
     })
-}
-
-fn torch_error(path: &Path, error: tch::TchError) -> Error {
-    Error::encoder(path, error.to_string(), "")
 }
 
 /// Copy the weights in `path` into the variables of `store` under `prefix` (`""` or

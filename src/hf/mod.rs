@@ -1,4 +1,4 @@
-//! Encoders on disk: where they are, what their `config.json` says, how their text is tokenised.
+//! HF model files on disk: where an encoder is, what its `config.json` says, how its text is tokenised.
 //! The libtorch side (`routerdc-torch`) builds the network from these.
 //!
 //! The offline default encoder is all-MiniLM-L6-v2 as shipped by the PyPI package

@@ -1,4 +1,4 @@
-//! The RouterDC router (SPEC §4) and its losses (SPEC §5).
+//! The RouterDC router and its losses (`docs/method.md`, "Model" and "Losses").
 //!
 //!   h = E(x)[first token]                       query embedding (the encoder's last layer)
 //!   s_t(x) = sim(h, k_t) / τ                    one logit per LLM, K ∈ R^{T×d} learned
@@ -9,10 +9,10 @@
 
 use tch::{Kind, Tensor, nn};
 
-use routerdc::encoder::{EncoderConfig, Pooling};
-use routerdc::stages::train::{LlmChoice, PairChoice, Similarity};
+use routerdc::hf::{EncoderConfig, Pooling};
+use routerdc::routing::{LlmChoice, PairChoice, Similarity};
 
-use super::encoder::Network;
+use super::network::{Network, pad_batch};
 
 #[derive(Debug)]
 pub struct Router {
@@ -34,6 +34,31 @@ impl Router {
     /// h = E(x)[first token], `[B, d]`.
     pub fn encode(&self, ids: &Tensor, mask: &Tensor, train: bool) -> Tensor {
         self.backbone.embed(ids, mask, Pooling::First, train)
+    }
+
+    /// h for every query of `ids`, without gradients: length-sorted batches, eval mode; rows
+    /// in the order of `ids`.
+    pub fn encode_all(&self, ids: &[Vec<u32>], batch_size: usize, pad: i64, device: tch::Device) -> Tensor {
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
+        let mut parts = Vec::new();
+        for chunk in order.chunks(batch_size.max(1)) {
+            let batch: Vec<&[u32]> = chunk.iter().map(|&i| ids[i].as_slice()).collect();
+            let (input, mask) = pad_batch(&batch, pad, device);
+            parts.push(tch::no_grad(|| self.encode(&input, &mask, false)));
+        }
+        let sorted = Tensor::cat(&parts, 0);
+        let mut inverse = vec![0i64; ids.len()];
+        for (position, &row) in order.iter().enumerate() {
+            inverse[row] = position as i64;
+        }
+        sorted.index_select(0, &Tensor::from_slice(&inverse).to(device))
+    }
+
+    /// route(x) = argmax_t s_t(x) for every row of h (the first LLM on ties).
+    pub fn choose(&self, h: &Tensor) -> Result<Vec<usize>, tch::TchError> {
+        let choices = tch::no_grad(|| self.logits(h).argmax(1, false)).to_device(tch::Device::Cpu);
+        Ok(Vec::<i64>::try_from(&choices)?.into_iter().map(|c| c as usize).collect())
     }
 
     /// s(x) = sim(h, K) / τ, `[B, T]`.

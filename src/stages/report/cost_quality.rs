@@ -13,6 +13,14 @@
 //!
 //! `c_min`/`c_max` are the smallest and largest cost among the curves compared (here: the LLMs).
 
+use std::fmt::Write as _;
+
+use polars::prelude::*;
+
+use super::baselines::{ReportRow, Scope};
+use crate::error::{Error, Result};
+use crate::table::LoadedTable;
+
 /// A (cost, quality) point.
 pub type Point = (f64, f64);
 
@@ -127,6 +135,102 @@ pub fn routerbench_hull(points: &[Point]) -> Vec<Point> {
     // `delete` of the indices found in one pass does).
     let keep: Vec<bool> = (0..hull.len()).map(|i| i == 0 || hull[i].1 >= hull[i - 1].1).collect();
     hull.into_iter().zip(keep).filter_map(|(p, k)| k.then_some(p)).collect()
+}
+
+/// One line of `cost_quality.*`: an LLM's (cost, quality) point with its place on the Pareto
+/// front and the non-decreasing hull, or the zero router's AIQ over the LLMs' cost range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostQualityRow {
+    pub dataset: String,
+    pub router: String,
+    pub cost: Option<f64>,
+    pub quality: Option<f64>,
+    pub pareto: Option<bool>,
+    pub hull: Option<bool>,
+    pub aiq_paper: Option<f64>,
+    pub aiq_code: Option<f64>,
+}
+
+/// The name of the router that mixes LLMs at random (the non-decreasing convex hull).
+pub const ZERO_ROUTER: &str = "zero_router";
+
+/// Cost–quality rows of every table with costs (`cost_quality` module docs).
+pub fn cost_quality(rows: &[ReportRow], tables: &[LoadedTable]) -> Vec<CostQualityRow> {
+    let mut out = Vec::new();
+    for loaded in tables.iter().filter(|loaded| loaded.table.costs.is_some()) {
+        let table = &loaded.table;
+        let llm_rows: Vec<&ReportRow> = table
+            .models
+            .iter()
+            .filter_map(|m| {
+                rows.iter().find(|r| r.scope == Scope::Dataset && r.dataset == table.dataset && &r.router == m)
+            })
+            .collect();
+        let points: Vec<(f64, f64)> = llm_rows.iter().map(|r| (r.cost.unwrap_or(0.0), r.acc_predict)).collect();
+        let front = pareto_front(&points);
+        let hull = non_decreasing_hull(&points);
+        for (i, row) in llm_rows.iter().enumerate() {
+            out.push(CostQualityRow {
+                dataset: table.dataset.clone(),
+                router: row.router.clone(),
+                cost: Some(points[i].0),
+                quality: Some(points[i].1),
+                pareto: Some(front.contains(&i)),
+                hull: Some(hull.contains(&points[i])),
+                aiq_paper: None,
+                aiq_code: None,
+            });
+        }
+        let c_min = points.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+        let c_max = points.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
+        out.push(CostQualityRow {
+            dataset: table.dataset.clone(),
+            router: ZERO_ROUTER.to_owned(),
+            cost: None,
+            quality: None,
+            pareto: None,
+            hull: None,
+            aiq_paper: Some(aiq_paper(&hull, c_min, c_max)),
+            aiq_code: Some(aiq_code(&routerbench_hull(&points), c_max)),
+        });
+    }
+    out
+}
+
+pub fn cost_quality_frame(rows: &[CostQualityRow]) -> Result<DataFrame> {
+    let columns = vec![
+        Column::new("dataset".into(), rows.iter().map(|r| r.dataset.as_str()).collect::<Vec<_>>()),
+        Column::new("router".into(), rows.iter().map(|r| r.router.as_str()).collect::<Vec<_>>()),
+        Column::new("cost".into(), rows.iter().map(|r| r.cost).collect::<Vec<_>>()),
+        Column::new("quality".into(), rows.iter().map(|r| r.quality).collect::<Vec<_>>()),
+        Column::new("pareto".into(), rows.iter().map(|r| r.pareto).collect::<Vec<_>>()),
+        Column::new("hull".into(), rows.iter().map(|r| r.hull).collect::<Vec<_>>()),
+        Column::new("aiq_paper".into(), rows.iter().map(|r| r.aiq_paper).collect::<Vec<_>>()),
+        Column::new("aiq_code".into(), rows.iter().map(|r| r.aiq_code).collect::<Vec<_>>()),
+    ];
+    DataFrame::new_infer_height(columns).map_err(Error::polars("building the cost-quality frame"))
+}
+
+pub fn cost_quality_markdown(rows: &[CostQualityRow]) -> String {
+    let mut out = String::from(
+        "## Cost and quality\n\n| dataset | Pareto front (cheapest first) | zero router AIQ (paper) | AIQ (RouterBench code) |\n|---|---|---:|---:|\n",
+    );
+    for zero in rows.iter().filter(|r| r.router == ZERO_ROUTER) {
+        let mut front: Vec<&CostQualityRow> =
+            rows.iter().filter(|r| r.dataset == zero.dataset && r.pareto == Some(true)).collect();
+        front.sort_by(|a, b| a.cost.unwrap_or(0.0).total_cmp(&b.cost.unwrap_or(0.0)));
+        let names: Vec<&str> = front.iter().map(|r| r.router.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.4} | {:.4} |",
+            zero.dataset,
+            names.join(", "),
+            zero.aiq_paper.unwrap_or(f64::NAN),
+            zero.aiq_code.unwrap_or(f64::NAN)
+        );
+    }
+    out.push('\n');
+    out
 }
 
 #[cfg(test)]

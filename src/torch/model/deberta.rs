@@ -10,8 +10,8 @@
 
 use tch::{Kind, Tensor, nn, nn::Module};
 
-use routerdc::encoder::EncoderConfig;
-use routerdc::encoder::config::RelativeAttention;
+use routerdc::hf::EncoderConfig;
+use routerdc::hf::config::RelativeAttention;
 
 use super::layers::{Attention, FeedForward};
 

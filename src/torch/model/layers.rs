@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tch::{Kind, Tensor, nn, nn::Module};
 
-use routerdc::encoder::EncoderConfig;
+use routerdc::hf::EncoderConfig;
 
 /// Mixed precision, autocast-style: matrix products and attention in bfloat16, everything else
 /// (weights, LayerNorm, softmax inputs of the losses, the optimizer) in float32.

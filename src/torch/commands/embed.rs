@@ -1,20 +1,21 @@
-//! `embed` and `cluster` on the libtorch side: load the encoder, run it over length-sorted
-//! batches (the library does the tokenising, caching and files), report speed.
+//! `routerdc embed` on the libtorch side: load the encoder, run it over length-sorted batches
+//! in worker threads (the library does the tokenising, caching and files), report speed. The
+//! other commands that need vectors (`cluster`, `train --freeze-encoder`, `route`) take them
+//! from [`embed_tables`].
 
 use std::time::Instant;
 
 use tch::{Device, Kind};
 
-use routerdc::encoder::{self, Pooling};
 use routerdc::error::{Error, Result};
-use routerdc::stages::cluster::{self, ClusterConfig};
+use routerdc::hf::{self, Pooling};
 use routerdc::stages::embed::{self, Cache, DeviceChoice, EmbedConfig, EmbedStats, Embedder, EncoderOptions};
 use routerdc::table::LoadedTable;
 
-use routerdc::encoder::config::EncoderConfig;
-use routerdc::encoder::tokenize::TextTokenizer;
+use routerdc::hf::config::EncoderConfig;
+use routerdc::hf::tokenize::{TextTokenizer, TruncationSide};
 
-use super::encoder::{Encoder, pad_batch};
+use crate::torch::model::network::{Encoder, pad_batch};
 
 /// The device `choice` names; asking for CUDA without a GPU is an error.
 pub fn device(choice: DeviceChoice) -> Result<Device> {
@@ -32,7 +33,7 @@ pub fn device(choice: DeviceChoice) -> Result<Device> {
 /// owns one copy and takes the next batch as it finishes one. The weights are read only when a
 /// batch is to be embedded, so a run served wholly from the embedding cache never loads them.
 pub struct TorchEmbedder {
-    pub files: encoder::EncoderFiles,
+    pub files: hf::EncoderFiles,
     config: EncoderConfig,
     /// The tokenizer with the length cut to what the encoder's positions allow.
     pub tokenizer: TextTokenizer,
@@ -48,7 +49,7 @@ pub struct TorchEmbedder {
 impl TorchEmbedder {
     /// The encoder in `files`, to run as `worker_count` copies (0 in `options` = one per core,
     /// up to 4; 1 on a GPU), with libtorch's threads shared out among them.
-    pub fn new(files: encoder::EncoderFiles, options: &EncoderOptions, device: Device) -> Result<TorchEmbedder> {
+    pub fn new(files: hf::EncoderFiles, options: &EncoderOptions, device: Device) -> Result<TorchEmbedder> {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let worker_count = match (device, options.workers) {
             (Device::Cuda(_), _) => 1,
@@ -92,7 +93,7 @@ impl TorchEmbedder {
         let (ids, mask) = pad_batch(batch, encoder.config.pad_token_id, device);
         let vectors = tch::no_grad(|| encoder.network.embed(&ids, &mask, pooling, false));
         let vectors = vectors.to_kind(Kind::Float).to_device(Device::Cpu).contiguous().view(-1);
-        Vec::<f32>::try_from(&vectors).map_err(|error| Error::input(format!("reading embeddings back: {error}"), ""))
+        Vec::<f32>::try_from(&vectors).map_err(|source| Error::failed("Failed to read the embeddings back", source))
     }
 }
 
@@ -132,7 +133,10 @@ impl Embedder for TorchEmbedder {
                 });
             }
         });
-        let results = results.into_inner().unwrap_or_default();
+        // A worker that panicked poisons the lock: that is a failure, not an empty result.
+        let results = results
+            .into_inner()
+            .map_err(|_| Error::failed("An embedding worker failed", "a worker thread panicked"))?;
         results
             .into_iter()
             .map(|result| result.unwrap_or_else(|| Err(Error::input("an embedding batch was not run", ""))))
@@ -149,7 +153,7 @@ pub fn embed_tables(
     for loaded in tables {
         embed::check_texts(loaded)?;
     }
-    let files = encoder::resolve(options.encoder.as_deref())?;
+    let files = hf::resolve(options.encoder.as_deref())?;
     let device = device(options.device)?;
     let mut embedder = TorchEmbedder::new(files, options, device)?;
     let mut cache = if options.no_cache {
@@ -157,6 +161,14 @@ pub fn embed_tables(
     } else {
         Some(Cache::open(&embed::encoder_key(&embedder.files, options, embedder.tokenizer.max_length)?)?)
     };
+    for (shard, why) in cache.iter().flat_map(|cache| &cache.skipped) {
+        if !quiet {
+            eprintln!(
+                "note: skipped the unreadable embedding cache shard `{}` ({why}); its vectors are embedded again",
+                shard.display()
+            );
+        }
+    }
     let tokenizer = embedder.tokenizer.clone();
     let workers = embedder.worker_count;
     let texts: Vec<&str> = tables.iter().flat_map(|loaded| loaded.table.texts.iter().map(String::as_str)).collect();
@@ -199,9 +211,10 @@ pub fn embed_tables(
 pub fn run_embed(config: &EmbedConfig, quiet: bool) -> Result<()> {
     let tables = routerdc::io::read_tables(&config.tables)?;
     let (vectors, dim, _, _) = embed_tables(&tables, &config.encoder, quiet)?;
-    std::fs::create_dir_all(&config.out).map_err(|source| Error::Write { path: config.out.clone(), source })?;
+    // All files are staged and moved into `--out` together.
+    let outputs = routerdc::io::Outputs::new(&config.out)?;
     for (loaded, vectors) in tables.iter().zip(vectors) {
-        let path = embed::write_embeddings(&loaded.table, vectors, dim, &config.out)?;
+        let path = outputs.final_path(&embed::write_embeddings(&loaded.table, vectors, dim, outputs.dir())?);
         if !quiet {
             eprintln!(
                 "{:<28} {:>7} queries × {dim} → {}",
@@ -211,35 +224,27 @@ pub fn run_embed(config: &EmbedConfig, quiet: bool) -> Result<()> {
             );
         }
     }
+    outputs.commit()?;
     Ok(())
 }
 
-pub fn run_cluster(config: &ClusterConfig, quiet: bool) -> Result<()> {
-    let tables = routerdc::io::read_tables(&config.tables)?;
-    let vectors = match &config.embeddings {
-        Some(dir) => cluster::read_vectors(dir, &tables)?,
-        None => {
-            let (vectors, dim, _, _) = embed_tables(&tables, &config.encoder, quiet)?;
-            vectors
-                .into_iter()
-                .zip(&tables)
-                .map(|(flat, loaded)| {
-                    ndarray::Array2::from_shape_vec((loaded.table.n_queries(), dim), flat)
-                        .map_err(|error| Error::input(format!("embeddings: {error}"), ""))
-                })
-                .collect::<Result<_>>()?
-        }
-    };
-    let started = Instant::now();
-    let clustering = cluster::cluster(config, &tables, &vectors)?;
-    let seconds = started.elapsed().as_secs_f64();
-    let written = cluster::write_outputs(config, &tables, &clustering)?;
-    print!("{}", cluster::report_markdown(&tables, &clustering, config.k));
-    if !quiet {
-        eprintln!("k-means: {} rows, k = {}, {seconds:.2} s", clustering.fitted_rows, config.k);
-        for path in written {
-            eprintln!("wrote {}", path.display());
-        }
+/// `embed`'s settings that give a frozen encoder's h: first token, the router's length and
+/// truncation, the embedding cache and parallel workers.
+pub fn frozen_options(
+    encoder: Option<String>,
+    max_length: usize,
+    truncation: TruncationSide,
+    batch_size: usize,
+    device: DeviceChoice,
+) -> EncoderOptions {
+    EncoderOptions {
+        encoder,
+        pooling: Pooling::First,
+        max_length,
+        truncation,
+        batch_size,
+        device,
+        workers: 0,
+        no_cache: false,
     }
-    Ok(())
 }

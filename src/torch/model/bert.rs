@@ -7,7 +7,7 @@
 
 use tch::{Kind, Tensor, nn, nn::Module};
 
-use routerdc::encoder::EncoderConfig;
+use routerdc::hf::EncoderConfig;
 
 use super::layers::{Attention, FeedForward};
 

@@ -128,10 +128,11 @@ impl EncoderConfig {
 
     pub fn parse(bytes: &[u8], path: &Path) -> Result<EncoderConfig> {
         let raw: Raw = serde_json::from_slice(bytes).map_err(|error| {
-            Error::encoder(
+            Error::encoder_from(
                 path,
-                format!("config.json: {error}"),
+                "config.json is not an HF model config",
                 "config.json must be an HF model config with the BERT or DeBERTa-v2 keys",
+                error,
             )
         })?;
         let bad = |key: &str, message: String| {

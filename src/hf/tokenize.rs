@@ -37,10 +37,11 @@ impl TextTokenizer {
             SpmModel::parse(&bytes, path)?.deberta_tokenizer(spm_options(&files.dir), path)?
         } else {
             Tokenizer::from_file(path).map_err(|error| {
-                Error::encoder(
+                Error::encoder_from(
                     path,
-                    format!("tokenizer.json: {error}"),
+                    "unreadable tokenizer.json",
                     "tokenizer.json must be an HF `tokenizers` file",
+                    error,
                 )
             })?
         };
@@ -55,7 +56,7 @@ impl TextTokenizer {
                 strategy: TruncationStrategy::LongestFirst,
                 stride: 0,
             }))
-            .map_err(|error| Error::encoder(path, format!("cannot truncate to {max_length} tokens: {error}"), ""))?;
+            .map_err(|error| Error::encoder_from(path, format!("cannot truncate to {max_length} tokens"), "", error))?;
         Ok(TextTokenizer { tokenizer, max_length })
     }
 
@@ -64,7 +65,7 @@ impl TextTokenizer {
         let encodings = self
             .tokenizer
             .encode_batch_fast(texts.to_vec(), true)
-            .map_err(|error| Error::input(format!("tokenising failed: {error}"), ""))?;
+            .map_err(|error| Error::input_from("tokenising failed", "", error))?;
         Ok(encodings.into_iter().map(|encoding| encoding.get_ids().to_vec()).collect())
     }
 

@@ -1,15 +1,11 @@
-//! `pytorch_model.bin`: PyTorch's zip checkpoint (`torch.save` since 1.6), read without
-//! executing anything. The zip's `data.pkl` is parsed by routerdc's pickle machine; only the
-//! globals a state dict needs are accepted (`collections.OrderedDict`,
+//! PyTorch state dicts from the pickle machine's tree (the `data.pkl` of a `torch.save` zip):
+//! only the globals a state dict needs are accepted (`collections.OrderedDict`,
 //! `torch._utils._rebuild_tensor_v2`, `torch._utils._rebuild_parameter`, the typed storage
-//! classes), and each tensor's bytes are copied out of `data/<key>` after checking that its
-//! offset, shape and strides stay inside that storage.
+//! classes), and each tensor's bytes are copied out of its storage after checking that its
+//! offset, shape and strides stay inside it. Reading the zip is the caller's (`hf::checkpoint`);
+//! this file depends on the pickle machine only, so that the fuzz target can include it.
 
-use std::io::Read as _;
-use std::path::Path;
-
-use crate::error::{Error, Result};
-use crate::io::pickle::vm::{self, Value};
+use super::vm::{self, Value};
 
 /// Element types of a checkpoint's tensors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +32,7 @@ impl DType {
         }
     }
 
-    fn from_storage(name: &str) -> Option<DType> {
+    pub fn from_storage(name: &str) -> Option<DType> {
         Some(match name {
             "FloatStorage" => DType::F32,
             "DoubleStorage" => DType::F64,
@@ -62,53 +58,33 @@ pub struct RawTensor {
     pub data: Vec<u8>,
 }
 
-/// Every tensor of the state dict in `path`, in file order.
-pub fn read_torch_bin(path: &Path) -> Result<Vec<RawTensor>> {
-    let bad = |message: String| {
-        Error::encoder(
-            path,
-            message,
-            "pytorch_model.bin must be a state dict saved by torch.save (zip format, PyTorch ≥ 1.6); or convert it to model.safetensors",
-        )
-    };
-    let file = std::fs::File::open(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
-    let mut archive = zip::ZipArchive::new(file).map_err(|error| {
-        bad(format!("not a zip archive ({error}); legacy (pre-1.6) torch.save files are not supported"))
-    })?;
-    let pickle_name = archive
-        .file_names()
-        .map(str::to_owned)
-        .find(|name| name.ends_with("/data.pkl") || name == "data.pkl")
-        .ok_or_else(|| bad("the archive holds no data.pkl".into()))?;
-    let prefix = pickle_name.trim_end_matches("data.pkl").to_owned();
-    let mut read_entry = |name: &str, limit: u64| -> Result<Vec<u8>> {
-        let mut entry = archive.by_name(name).map_err(|error| bad(format!("entry `{name}`: {error}")))?;
-        if entry.size() > limit {
-            return Err(bad(format!("entry `{name}` declares {} bytes, more than the file holds", entry.size())));
-        }
-        let mut bytes = Vec::with_capacity(entry.size() as usize);
-        entry.read_to_end(&mut bytes).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
-        Ok(bytes)
-    };
-    let file_len = std::fs::metadata(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?.len();
-    let pickle_bytes = read_entry(&pickle_name, file_len)?;
-    let pickle = vm::parse(&pickle_bytes).map_err(|error| bad(format!("data.pkl: {error}")))?;
-
-    let entries: Vec<(Value, Value)> = match &pickle.root {
+/// Every tensor of the state dict `root`, in file order. `read_storage` gives a storage's bytes
+/// by key (each key is read once); `budget` bounds the tensors' bytes together.
+pub fn tensors(
+    root: &Value,
+    read_storage: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
+    mut budget: u64,
+) -> Result<Vec<RawTensor>, String> {
+    let entries: Vec<(Value, Value)> = match root {
         Value::Dict(entries) => entries.borrow().clone(),
         Value::Object(object) => {
             let object = object.borrow();
-            check_global(&object.callable, &[("collections", "OrderedDict")]).map_err(bad)?;
+            check_global(&object.callable, &[("collections", "OrderedDict")])?;
             object.entries.clone()
         }
-        other => return Err(bad(format!("data.pkl holds a {}, not a state dict", other.type_name()))),
+        other => return Err(format!("data.pkl holds a {}, not a state dict", other.type_name())),
     };
     let mut tensors = Vec::with_capacity(entries.len());
+    // Each storage is read once, however many tensors view it.
+    let mut storages: std::collections::HashMap<String, Vec<u8>> = std::collections::HashMap::new();
     for (key, value) in entries {
-        let Value::Str(name) = key else { return Err(bad("a state-dict key that is not a string".into())) };
-        let spec = tensor_spec(&value).map_err(|message| bad(format!("`{name}`: {message}")))?;
-        let storage = read_entry(&format!("{prefix}data/{}", spec.key), file_len)?;
-        let data = gather(&storage, &spec).map_err(|message| bad(format!("`{name}`: {message}")))?;
+        let Value::Str(name) = key else { return Err("a state-dict key that is not a string".into()) };
+        let spec = tensor_spec(&value).map_err(|message| format!("`{name}`: {message}"))?;
+        if !storages.contains_key(&spec.key) {
+            storages.insert(spec.key.clone(), read_storage(&spec.key)?);
+        }
+        let data =
+            gather(&storages[&spec.key], &spec, &mut budget).map_err(|message| format!("`{name}`: {message}"))?;
         tensors.push(RawTensor { name: name.to_string(), dtype: spec.dtype, shape: spec.shape, data });
     }
     Ok(tensors)
@@ -122,7 +98,7 @@ struct TensorSpec {
     strides: Vec<i64>,
 }
 
-fn check_global(value: &Value, allowed: &[(&str, &str)]) -> std::result::Result<(), String> {
+fn check_global(value: &Value, allowed: &[(&str, &str)]) -> Result<(), String> {
     match value.global_name() {
         Some(name) if allowed.contains(&name) => Ok(()),
         Some((module, name)) => {
@@ -132,7 +108,7 @@ fn check_global(value: &Value, allowed: &[(&str, &str)]) -> std::result::Result<
     }
 }
 
-fn ints(value: &Value) -> std::result::Result<Vec<i64>, String> {
+fn ints(value: &Value) -> Result<Vec<i64>, String> {
     match value {
         Value::Tuple(items) => items
             .iter()
@@ -145,16 +121,30 @@ fn ints(value: &Value) -> std::result::Result<Vec<i64>, String> {
     }
 }
 
-/// `_rebuild_tensor_v2(storage, offset, size, stride, ...)`, possibly inside `_rebuild_parameter`.
-fn tensor_spec(value: &Value) -> std::result::Result<TensorSpec, String> {
-    let Value::Object(object) = value else {
-        return Err(format!("a {} where a tensor was expected", value.type_name()));
-    };
-    let object = object.borrow();
-    let Value::Tuple(args) = &object.args else { return Err("tensor arguments are not a tuple".into()) };
-    if object.callable.global_name() == Some(("torch._utils", "_rebuild_parameter")) {
-        return tensor_spec(args.first().ok_or("a parameter without its tensor")?);
+/// `_rebuild_tensor_v2(storage, offset, size, stride, ...)`, possibly inside `_rebuild_parameter`
+/// (a real file wraps a tensor once; a few levels are accepted, no more).
+fn tensor_spec(value: &Value) -> Result<TensorSpec, String> {
+    let mut value = value.clone();
+    for _ in 0..8 {
+        let Value::Object(object) = &value else {
+            return Err(format!("a {} where a tensor was expected", value.type_name()));
+        };
+        let inner = {
+            let object = object.borrow();
+            if object.callable.global_name() != Some(("torch._utils", "_rebuild_parameter")) {
+                return rebuilt_tensor(&object);
+            }
+            let Value::Tuple(args) = &object.args else { return Err("tensor arguments are not a tuple".into()) };
+            args.first().ok_or("a parameter without its tensor")?.clone()
+        };
+        value = inner;
     }
+    Err("parameters nested more than 8 deep".into())
+}
+
+/// The arguments of `_rebuild_tensor_v2`.
+fn rebuilt_tensor(object: &vm::Object) -> Result<TensorSpec, String> {
+    let Value::Tuple(args) = &object.args else { return Err("tensor arguments are not a tuple".into()) };
     check_global(&object.callable, &[("torch._utils", "_rebuild_tensor_v2")])?;
     let [storage, offset, shape, strides, ..] = &args[..] else { return Err("too few tensor arguments".into()) };
     let Value::Object(storage) = storage else { return Err("the storage is not a persistent id".into()) };
@@ -185,14 +175,23 @@ fn tensor_spec(value: &Value) -> std::result::Result<TensorSpec, String> {
     Ok(TensorSpec { key: key.to_string(), dtype, offset: *offset, shape, strides })
 }
 
-/// The tensor's elements in row-major order, every index checked against the storage.
-fn gather(storage: &[u8], spec: &TensorSpec) -> std::result::Result<Vec<u8>, String> {
+/// The tensor's elements in row-major order, every index checked against the storage; its
+/// bytes are taken from `budget`.
+fn gather(storage: &[u8], spec: &TensorSpec, budget: &mut u64) -> Result<Vec<u8>, String> {
     let size = spec.dtype.size();
     let elements = storage.len() / size;
     let count = spec.shape.iter().try_fold(1usize, |acc, &n| acc.checked_mul(n as usize)).ok_or("shape overflows")?;
     if count == 0 {
         return Ok(Vec::new());
     }
+    let bytes = count.checked_mul(size).ok_or("shape overflows")? as u64;
+    if bytes > *budget {
+        return Err(format!(
+            "its {bytes} bytes take the state dict past twice the file's size (views that expand a storage?)"
+        ));
+    }
+    *budget -= bytes;
+    // The furthest element any index reaches (all strides are ≥ 0, checked when read).
     let last = spec.shape.iter().zip(&spec.strides).map(|(&n, &s)| (n - 1) as i128 * s as i128).sum::<i128>()
         + spec.offset as i128;
     if last >= elements as i128 {

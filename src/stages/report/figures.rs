@@ -1,0 +1,135 @@
+//! The report's figures: the acc_predict bar chart, the training curves and the points of
+//! each cost–quality figure.
+
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use super::baselines::{ORACLE, ORACLE_STRICT, RANDOM, ROUTER, ReportRow, Scope, unique};
+use super::cost_quality::{CostQualityRow, ZERO_ROUTER};
+use crate::error::{Error, Result};
+
+pub const ACC_FIGURE: &str = "acc_predict";
+pub const TRAINING_FIGURE: &str = "training_curves";
+
+/// Which optional figures a report has.
+#[derive(Debug, Default)]
+pub struct Figures {
+    /// Datasets with a cost–quality figure.
+    pub cost_quality: Vec<String>,
+    pub training: bool,
+}
+
+/// The bar chart of acc_predict (%) per dataset and group average: each LLM, the oracle and,
+/// when there is one, the trained router.
+pub fn accuracy_figure(rows: &[ReportRow], base: &Path) -> Result<Vec<PathBuf>> {
+    // Each dataset, then each group's average.
+    let categories: Vec<(Scope, &str)> = [Scope::Dataset, Scope::Group]
+        .into_iter()
+        .flat_map(|scope| {
+            unique(rows.iter().filter(|r| r.scope == scope).map(|r| r.dataset.as_str()))
+                .into_iter()
+                .map(move |name| (scope, name))
+        })
+        .collect();
+    let labels: Vec<String> = categories
+        .iter()
+        .map(|(scope, name)| if *scope == Scope::Group { format!("avg {name}") } else { (*name).to_owned() })
+        .collect();
+    let routers: Vec<&str> = unique(
+        rows.iter()
+            .filter(|r| r.scope == Scope::Dataset && r.router != RANDOM && r.router != ORACLE_STRICT)
+            .map(|r| r.router.as_str()),
+    );
+    let series: Vec<crate::plot::BarSeries> = routers
+        .iter()
+        .map(|router| crate::plot::BarSeries {
+            label: (*router).to_owned(),
+            values: categories
+                .iter()
+                .map(|(scope, name)| {
+                    rows.iter()
+                        .find(|r| r.scope == *scope && r.dataset == *name && r.router == *router)
+                        .map(|r| 100.0 * r.acc_predict)
+                })
+                .collect(),
+        })
+        .collect();
+    crate::plot::grouped_bars("acc_predict per dataset", "acc_predict (%)", &labels, &series, base)
+}
+
+/// Training curves from `train_log.parquet`: the loss per step, and the validation and test
+/// averages of acc_predict at each evaluation.
+pub fn training_figure(log: &Path, base: &Path) -> Result<Vec<PathBuf>> {
+    const HINT: &str = "`train_log.parquet` is written by `routerdc train` beside the checkpoint; train again, or remove it to report without training curves";
+    let frame = crate::io::read_parquet_as(log, "training log", HINT)?;
+    let column = |name: &str| -> Result<Vec<Option<f64>>> {
+        let series = frame.column(name).and_then(|c| c.cast(&DataType::Float64)).map_err(|_| {
+            Error::bad_file(log, format!("the training log has no numeric column `{name}`"), HINT, None)
+        })?;
+        Ok(series.f64().map_err(Error::polars("reading the training log"))?.iter().collect())
+    };
+    let steps = column("step")?;
+    let pairs = |values: Vec<Option<f64>>| -> Vec<(f64, f64)> {
+        steps.iter().zip(values).filter_map(|(step, value)| Some(((*step)?, value?))).collect()
+    };
+    let loss = pairs(column("loss")?);
+    let mut scores = vec![(
+        "validation average".to_owned(),
+        pairs(column("val_average")?).into_iter().map(|(step, value)| (step, 100.0 * value)).collect::<Vec<_>>(),
+    )];
+    let test_columns: Vec<String> = frame
+        .get_column_names()
+        .iter()
+        .map(|name| name.to_string())
+        .filter(|name| name.starts_with("test:") && name.ends_with(":acc_predict"))
+        .collect();
+    if !test_columns.is_empty() {
+        let columns = test_columns.iter().map(|name| column(name)).collect::<Result<Vec<_>>>()?;
+        let average: Vec<Option<f64>> = (0..steps.len())
+            .map(|row| {
+                let values: Option<Vec<f64>> = columns.iter().map(|c| c[row]).collect();
+                values.map(|v| 100.0 * v.iter().sum::<f64>() / v.len() as f64)
+            })
+            .collect();
+        scores.push(("test average".to_owned(), pairs(average)));
+    }
+    crate::plot::training_curves("training", &loss, &scores, base)
+}
+
+/// The points of one table's cost–quality figure (each LLM, `oracle`, `oracle_strict`) and the
+/// hull through the LLM points.
+pub fn cost_quality_figure(
+    rows: &[ReportRow],
+    cost_rows: &[CostQualityRow],
+    dataset: &str,
+) -> (Vec<crate::plot::LabelledPoint>, Vec<(f64, f64)>) {
+    use crate::plot::{LabelledPoint, PointKind};
+    let mut points: Vec<LabelledPoint> = cost_rows
+        .iter()
+        .filter(|r| r.dataset == dataset && r.router != ZERO_ROUTER)
+        .filter_map(|r| {
+            Some(LabelledPoint {
+                label: r.router.clone(),
+                cost: r.cost?,
+                quality: r.quality?,
+                kind: if r.pareto == Some(true) { PointKind::ParetoLlm } else { PointKind::Llm },
+            })
+        })
+        .collect();
+    let llm_points: Vec<(f64, f64)> = points.iter().map(|p| (p.cost, p.quality)).collect();
+    let hull = super::cost_quality::non_decreasing_hull(&llm_points);
+    for (router, kind) in [(ORACLE, PointKind::Oracle), (ORACLE_STRICT, PointKind::Oracle), (ROUTER, PointKind::Router)]
+    {
+        if let Some(row) = rows.iter().find(|r| r.scope == Scope::Dataset && r.dataset == dataset && r.router == router)
+        {
+            points.push(LabelledPoint {
+                label: router.to_owned(),
+                cost: row.cost.unwrap_or(0.0),
+                quality: row.acc_predict,
+                kind,
+            });
+        }
+    }
+    (points, hull)
+}

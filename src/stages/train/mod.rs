@@ -1,0 +1,179 @@
+//! `routerdc train`: the settings, the checks made before any weight is loaded, the data plan
+//! the trainer draws its batches from ([`plan`]) and the training log ([`log`]). Everything
+//! here is plain Rust; the network and the losses' arithmetic are libtorch code
+//! (`src/torch/model/`), the loop is `src/torch/commands/train/`. The method is described in
+//! `docs/method.md`.
+
+pub mod log;
+pub mod plan;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::hf::tokenize::TruncationSide;
+use crate::routing::{Similarity, select_split};
+use crate::stages::embed::DeviceChoice;
+use crate::table::{LoadedTable, Split};
+
+/// Settings of `routerdc train` (defaults: the reference implementation's).
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Folder of training tables (with cluster ids when the cluster loss is on).
+    #[arg(long, value_name = "DIR")]
+    pub train: PathBuf,
+    /// Folder of test tables, evaluated beside the training tables (never used to pick the checkpoint).
+    #[arg(long, value_name = "DIR")]
+    pub test: Option<PathBuf>,
+    /// Train on this split's rows of the `--train` tables only (tables without any are left out).
+    /// Default: every row.
+    #[arg(long, value_enum, value_name = "SPLIT")]
+    pub train_split: Option<Split>,
+    /// Evaluate this split's rows of the `--test` tables only (tables without any are left out);
+    /// `--test` may then be the `--train` folder. Default: every row.
+    #[arg(long, value_enum, value_name = "SPLIT")]
+    pub test_split: Option<Split>,
+    /// Folder for `best.safetensors`, `best.json`, `last.*` and `train_log.parquet`.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// HF model directory or hub id of the encoder. Default: the bundled all-MiniLM-L6-v2.
+    #[arg(long, value_name = "PATH|HUB_ID")]
+    pub encoder: Option<String>,
+    #[arg(long, default_value_t = 1000)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Evaluate (and keep the best checkpoint) every this many steps, and at the end.
+    #[arg(long, default_value_t = 50)]
+    pub eval_steps: usize,
+    /// Queries drawn from each training table per epoch (the table is repeated, then cut).
+    #[arg(long, default_value_t = 1000)]
+    pub samples_per_table: usize,
+    #[arg(long, default_value_t = 5e-5)]
+    pub learning_rate: f64,
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    /// Positives of the sample-LLM loss: the top_k best LLMs of each query.
+    #[arg(long, default_value_t = 3)]
+    pub top_k: usize,
+    /// Negatives of the sample-LLM loss: the last_k worst LLMs (those scoring > 0.5 excluded).
+    #[arg(long, default_value_t = 3)]
+    pub last_k: usize,
+    /// Negatives per query of the sample-sample (cluster and task) losses.
+    #[arg(long, default_value_t = 3)]
+    pub negatives: usize,
+    /// Weight of the cluster loss (needs cluster ids).
+    #[arg(long, default_value_t = 1.0)]
+    pub cluster_weight: f64,
+    /// Weight of the task-tag loss (groups are the tables).
+    #[arg(long, default_value_t = 0.0)]
+    pub task_weight: f64,
+    /// Weight of the orthogonality regulariser ‖cos(K, K) − I‖_F on the LLM embeddings.
+    #[arg(long, default_value_t = 0.0)]
+    pub orth_weight: f64,
+    /// Never draw a query as its own positive in the sample-sample losses (the reference may).
+    #[arg(long)]
+    pub exclude_self: bool,
+    #[arg(long, value_enum, default_value_t = Similarity::Cosine)]
+    pub similarity: Similarity,
+    /// τ: logits are similarity / τ.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// For tables with costs, the target is quality − cost_rate × cost.
+    #[arg(long, default_value_t = 0.0)]
+    pub cost_rate: f64,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Longest query in tokens; longer ones are cut on `--truncation`'s side.
+    #[arg(long, default_value_t = 512)]
+    pub max_length: usize,
+    #[arg(long, value_enum, default_value_t = TruncationSide::Left)]
+    pub truncation: TruncationSide,
+    /// Keep the encoder's weights fixed and train the LLM embeddings only (much faster on a CPU).
+    #[arg(long)]
+    pub freeze_encoder: bool,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// Mixed precision: the encoder's matrix products and attention in bfloat16, weights, LayerNorm,
+    /// losses and AdamW in float32 (as autocast). Meant for GPUs with bf16; slow on most CPUs.
+    #[arg(long)]
+    pub bf16: bool,
+    /// Length bucketing: sort each window of this many batches by query length before cutting it
+    /// into batches, then shuffle those batches (less padding; batches mix fewer tasks). 0 = off.
+    #[arg(long, default_value_t = 0)]
+    pub length_buckets: usize,
+    /// Save `last.safetensors` + `last.json` (weights, optimizer state, log) every this many
+    /// steps (0 = at evaluations); an interrupted run loses at most the steps since then.
+    #[arg(long, default_value_t = 0)]
+    pub checkpoint_steps: usize,
+    /// Continue the run saved in `--out` (`last.*`) with the same settings; `--steps` may grow.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+/// The training and test tables, each cut to its `--train-split` / `--test-split` rows.
+pub fn load_tables(config: &TrainConfig) -> Result<(Vec<LoadedTable>, Vec<LoadedTable>)> {
+    let select = |dir: &std::path::Path, split: Option<Split>, key: &str| -> Result<Vec<LoadedTable>> {
+        let tables = crate::io::read_tables(dir)?;
+        let Some(split) = split else { return Ok(tables) };
+        let selected = select_split(tables, split);
+        if selected.is_empty() {
+            return Err(Error::setting(
+                key,
+                format!("no table in `{}` has rows whose split is `{}`", dir.display(), split.as_str()),
+            ));
+        }
+        Ok(selected)
+    };
+    let train = select(&config.train, config.train_split, "train_split")?;
+    let test = match &config.test {
+        Some(dir) => select(dir, config.test_split, "test_split")?,
+        None => Vec::new(),
+    };
+    Ok((train, test))
+}
+
+/// Check the tables and settings before any weight is loaded.
+pub fn check(config: &TrainConfig, train: &[LoadedTable], test: &[LoadedTable]) -> Result<()> {
+    let models = train[0].table.n_models();
+    let all: Vec<LoadedTable> = train.iter().chain(test).cloned().collect();
+    crate::table::check_same_models(&all)?;
+    if config.top_k == 0 || config.top_k + config.last_k > models {
+        return Err(Error::setting(
+            "top_k",
+            format!(
+                "top_k ({}) + last_k ({}) must be at most the number of LLMs ({models}), top_k at least 1",
+                config.top_k, config.last_k
+            ),
+        ));
+    }
+    // The settings are kept in best.json and last.json, which hold text.
+    for (key, path) in [("out", Some(&config.out)), ("train", Some(&config.train)), ("test", config.test.as_ref())] {
+        if path.is_some_and(|path| path.to_str().is_none()) {
+            return Err(Error::setting(key, "the path is not UTF-8; the checkpoint's settings record it as text"));
+        }
+    }
+    if config.batch_size < 2 || config.steps == 0 {
+        return Err(Error::setting("batch_size", "needs at least 2 queries per batch and 1 step"));
+    }
+    if config.temperature <= 0.0 || !config.temperature.is_finite() {
+        return Err(Error::setting("temperature", "must be a positive number"));
+    }
+    if config.cluster_weight != 0.0 {
+        for loaded in train {
+            if let Some(row) = loaded.table.cluster_ids.iter().position(Option::is_none) {
+                return Err(Error::input(
+                    format!(
+                        "`{}`: query `{}` has no cluster id, and the cluster loss is on",
+                        loaded.path.display(),
+                        loaded.table.query_ids[row]
+                    ),
+                    "run `routerdc cluster` on the training tables first, or pass `--cluster-weight 0`",
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! `routerdc route`: a trained router's choice for each query: tables to
+//! `<out>/<table>.parquet`, or one JSON object per input line on stdout.
+
+use polars::prelude::*;
+use tch::Tensor;
+
+use routerdc::error::{Error, Result};
+use routerdc::routing::{first_argmax, select_split};
+use routerdc::stages::embed as stage_embed;
+use routerdc::stages::route::RouteConfig;
+
+use super::embed;
+use super::train::checkpoint::load_router;
+
+/// `routerdc route`: tables to `<out>/<table>.parquet`, or one JSON object per input line.
+pub fn run_route(config: &RouteConfig, quiet: bool) -> Result<()> {
+    let device = embed::device(config.device)?;
+    let loaded = load_router(&config.checkpoint, device)?;
+    let models = &loaded.sidecar.models;
+    if let Some(dir) = &config.tables {
+        let out = config.out.as_ref().ok_or_else(|| Error::setting("out", "`--tables` needs `--out DIR`"))?;
+        let mut tables = routerdc::io::read_tables(dir)?;
+        if let Some(split) = config.split {
+            tables = select_split(tables, split);
+        }
+        // Every table is checked before anything is computed or written.
+        for table in &tables {
+            if table.table.models != *models {
+                return Err(Error::ModelListMismatch {
+                    first_path: config.checkpoint.clone(),
+                    first: models.clone(),
+                    second_path: table.path.clone(),
+                    second: table.table.models.clone(),
+                });
+            }
+            stage_embed::check_texts(table)?;
+        }
+        // A router trained with a frozen encoder has the encoder's own weights: its h are
+        // `embed`'s vectors, from the embedding cache and parallel workers.
+        let frozen = if loaded.sidecar.settings.freeze_encoder {
+            let options = embed::frozen_options(
+                Some(loaded.sidecar.encoder_dir.to_string_lossy().into_owned()),
+                loaded.sidecar.max_length,
+                loaded.sidecar.truncation,
+                config.batch_size,
+                config.device,
+            );
+            Some(embed::embed_tables(&tables, &options, quiet)?)
+        } else {
+            None
+        };
+        // All files are staged and moved into `--out` together.
+        let outputs = routerdc::io::Outputs::new(out)?;
+        for (index, table) in tables.iter().enumerate() {
+            let texts: Vec<&str> = table.table.texts.iter().map(String::as_str).collect();
+            let probs = match &frozen {
+                Some((vectors, dim, _, _)) => {
+                    let rows = (vectors[index].len() / (*dim).max(1)) as i64;
+                    loaded
+                        .probabilities_of(&Tensor::from_slice(&vectors[index]).view([rows, *dim as i64]).to(device))?
+                }
+                None => loaded.probabilities(&texts, config.batch_size)?,
+            };
+            let choices: Vec<usize> = probs.iter().map(|p| first_argmax(p)).collect();
+            let mut columns = vec![
+                Column::new("query_id".into(), &table.table.query_ids),
+                Column::new("llm".into(), choices.iter().map(|&c| models[c].as_str()).collect::<Vec<_>>()),
+                Column::new("llm_index".into(), choices.iter().map(|&c| c as i64).collect::<Vec<_>>()),
+            ];
+            for (index, model) in models.iter().enumerate() {
+                columns.push(Column::new(
+                    format!("prob:{model}").into(),
+                    probs.iter().map(|p| p[index]).collect::<Vec<_>>(),
+                ));
+            }
+            let mut frame = DataFrame::new_infer_height(columns).map_err(Error::polars("building the routes"))?;
+            let path = routerdc::io::named_file(outputs.dir(), &table.table.dataset, ".parquet")?;
+            routerdc::io::write_parquet(&mut frame, &path)?;
+            if !quiet {
+                let path = outputs.final_path(&path);
+                eprintln!("{:<28} {:>7} queries routed → {}", table.table.dataset, texts.len(), path.display());
+            }
+        }
+        outputs.commit()?;
+        return Ok(());
+    }
+    let (source, bytes) = match &config.jsonl {
+        Some(path) => (path.display().to_string(), routerdc::io::read_bytes(path)?),
+        None => {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                .map_err(|source| Error::Read { path: "<stdin>".into(), source })?;
+            ("<stdin>".to_owned(), bytes)
+        }
+    };
+    let mut queries = Vec::new();
+    let body = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+    for (number, line) in body.split(|&byte| byte == b'\n').enumerate() {
+        if body.is_empty() {
+            break;
+        }
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = std::str::from_utf8(line).map_err(|error| {
+            Error::input_from(format!("{source}:{}: not UTF-8 text", number + 1), "give queries as UTF-8 text", error)
+        })?;
+        let query = if config.jsonl.is_some() {
+            let value: serde_json::Value = serde_json::from_str(line).map_err(|error| {
+                Error::input_from(
+                    format!("{source}:{}: not a JSON object", number + 1),
+                    "each line must be a JSON object with `text` or `question`",
+                    error,
+                )
+            })?;
+            value
+                .get("text")
+                .or_else(|| value.get("question"))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+                .ok_or_else(|| Error::input(format!("{source}:{}: no string `text` or `question`", number + 1), ""))?
+        } else {
+            line.to_owned()
+        };
+        if query.trim().is_empty() {
+            return Err(Error::input(format!("{source}:{}: an empty query", number + 1), "give one query per line"));
+        }
+        queries.push(query);
+    }
+    let texts: Vec<&str> = queries.iter().map(String::as_str).collect();
+    let probs = if texts.is_empty() { Vec::new() } else { loaded.probabilities(&texts, config.batch_size)? };
+    let mut stdout = std::io::stdout().lock();
+    for p in probs {
+        // `probs` in the router's model order (a JSON map would sort the keys).
+        let entries: Vec<String> = models
+            .iter()
+            .zip(&p)
+            .map(|(model, probability)| {
+                format!("{}:{}", serde_json::Value::from(model.as_str()), serde_json::Value::from(*probability))
+            })
+            .collect();
+        let line = format!(
+            "{{\"llm\":{},\"probs\":{{{}}}}}\n",
+            serde_json::Value::from(models[first_argmax(&p)].as_str()),
+            entries.join(",")
+        );
+        std::io::Write::write_all(&mut stdout, line.as_bytes())
+            .map_err(|source| Error::Write { path: "<stdout>".into(), source })?;
+    }
+    Ok(())
+}

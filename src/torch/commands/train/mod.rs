@@ -1,0 +1,297 @@
+//! The training loop of `routerdc train`: AdamW is in [`optim`], checkpoints in [`checkpoint`],
+//! the data plan and the log in the library (`routerdc::stages::train`).
+//!
+//! Data: every training query is tokenised once; each step takes the next `batch_size`
+//! examples of the shuffled epoch (tables cycled to `samples_per_table` queries) and
+//! pads them to the batch's longest query. Evaluation routes every query of the training
+//! tables (validation) and of the test tables; the checkpoint with the best validation
+//! average is kept as `best.safetensors` + `best.json` (never chosen by test scores).
+
+pub mod checkpoint;
+pub mod optim;
+
+use std::time::Instant;
+
+use tch::{Tensor, nn};
+
+use routerdc::error::{Error, Result};
+use routerdc::hf::tokenize::TextTokenizer;
+use routerdc::hf::{self, EncoderConfig};
+use routerdc::routing;
+use routerdc::stages::embed as stage_embed;
+use routerdc::stages::train::log::{TableScores, TrainLog, average};
+use routerdc::stages::train::plan::{Example, Plan, examples};
+use routerdc::stages::train::{self, TrainConfig};
+use routerdc::table::LoadedTable;
+
+use self::checkpoint::{LastState, Sidecar, load_last, save_best, save_last};
+use self::optim::AdamW;
+use super::embed;
+use crate::torch::model::layers::set_bf16;
+use crate::torch::model::network::{load_weights, pad_batch};
+use crate::torch::model::router::{Router, orthogonality_loss, sample_llm_loss, sample_sample_loss};
+
+/// One evaluation: per table (dataset, acc, acc_predict).
+struct Evaluation {
+    validation: TableScores,
+    test: TableScores,
+}
+
+/// Token ids of every query of every table, table by table.
+fn tokenise(tables: &[LoadedTable], tokenizer: &TextTokenizer) -> Result<Vec<Vec<Vec<u32>>>> {
+    tables
+        .iter()
+        .map(|loaded| {
+            let texts: Vec<&str> = loaded.table.texts.iter().map(String::as_str).collect();
+            tokenizer.encode(&texts)
+        })
+        .collect()
+}
+
+struct Data {
+    tables: Vec<LoadedTable>,
+    ids: Vec<Vec<Vec<u32>>>,
+    /// Precomputed h per table when the encoder is frozen.
+    frozen: Option<Vec<Tensor>>,
+}
+
+pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
+    let (train_tables, test_tables) = train::load_tables(config)?;
+    train::check(config, &train_tables, &test_tables)?;
+    for loaded in train_tables.iter().chain(&test_tables) {
+        stage_embed::check_texts(loaded)?;
+    }
+    let models = train_tables[0].table.models.clone();
+    let files = hf::resolve(config.encoder.as_deref())?;
+    let encoder_config = EncoderConfig::read(&files.config)?;
+    // `best.json` keeps the encoder's config.json as it is (read and checked just above).
+    let encoder_json: serde_json::Value =
+        serde_json::from_slice(&routerdc::io::read_bytes(&files.config)?).map_err(|error| {
+            Error::encoder_from(&files.config, "config.json is not JSON", "re-download the encoder", error)
+        })?;
+    let device = embed::device(config.device)?;
+    let max_length = config.max_length.min(encoder_config.max_position_embeddings as usize);
+    let tokenizer = TextTokenizer::load(&files, max_length, config.truncation)?;
+    std::fs::create_dir_all(&config.out).map_err(|source| Error::Write { path: config.out.clone(), source })?;
+
+    tch::manual_seed(config.seed as i64);
+    let mut store = nn::VarStore::new(device);
+    let router =
+        Router::new(&store.root(), &encoder_config, models.len() as i64, config.similarity, config.temperature);
+    load_weights(&mut store, "backbone.", &files.weights)?;
+    let pad = encoder_config.pad_token_id;
+    if config.freeze_encoder {
+        for (name, variable) in store.variables() {
+            if name.starts_with("backbone.") {
+                let _ = variable.set_requires_grad(false);
+            }
+        }
+    }
+    let mut optimizer = AdamW::new(&store, config.learning_rate, config.weight_decay);
+
+    // A frozen encoder's vectors are `embed`'s (first token, same length and truncation): they
+    // come from the embedding cache and its parallel workers.
+    let embed_options = embed::frozen_options(
+        config.encoder.clone(),
+        config.max_length,
+        config.truncation,
+        config.batch_size,
+        config.device,
+    );
+    let started = Instant::now();
+    // One pass over the training and test tables together: the encoder is loaded once.
+    let mut frozen = if config.freeze_encoder {
+        let tables: Vec<LoadedTable> = train_tables.iter().chain(&test_tables).cloned().collect();
+        let (vectors, dim, _, _) = embed::embed_tables(&tables, &embed_options, quiet)?;
+        let tensors: Vec<Tensor> = vectors
+            .into_iter()
+            .map(|flat| {
+                let rows = (flat.len() / dim.max(1)) as i64;
+                Tensor::from_slice(&flat).view([rows, dim as i64]).to(device)
+            })
+            .collect();
+        Some(tensors)
+    } else {
+        None
+    };
+    let mut prepare = |tables: Vec<LoadedTable>| -> Result<Data> {
+        let ids = tokenise(&tables, &tokenizer)?;
+        let frozen = frozen.as_mut().map(|all| all.drain(..tables.len()).collect());
+        Ok(Data { tables, ids, frozen })
+    };
+    let train_data = prepare(train_tables)?;
+    let test_data = prepare(test_tables)?;
+    // After the frozen vectors (float32, shared with `embed`'s cache) are made.
+    set_bf16(config.bf16);
+    if !quiet && config.freeze_encoder {
+        eprintln!("encoded the queries once (frozen encoder) in {:.1} s", started.elapsed().as_secs_f64());
+    }
+
+    let evaluate = |data: &Data| -> Result<TableScores> {
+        data.tables
+            .iter()
+            .enumerate()
+            .map(|(t, loaded)| {
+                let h = match &data.frozen {
+                    Some(h) => h[t].shallow_clone(),
+                    None => router.encode_all(&data.ids[t], config.batch_size, pad, device),
+                };
+                let choices = router
+                    .choose(&h)
+                    .map_err(|source| Error::failed(format!("Failed to route `{}`", loaded.path.display()), source))?;
+                let (acc, acc_predict) = routing::evaluate(&loaded.table, &choices, config.cost_rate);
+                Ok((loaded.table.dataset.clone(), acc, acc_predict))
+            })
+            .collect()
+    };
+
+    let examples = examples(&train_data.tables, config.samples_per_table, config.cost_rate);
+    let lengths: Vec<usize> = examples.iter().map(|e| train_data.ids[e.table][e.row].len()).collect();
+    let mut plan = Plan::new(config, lengths);
+    let mut log = TrainLog::default();
+    let mut best: Option<f64> = None;
+    let mut first_step = 1;
+    if config.resume {
+        let state = load_last(config, &mut store, &mut optimizer)?;
+        // The data side is replayed: its draws depend only on the seed and the settings.
+        for _ in 0..state.step {
+            plan.next(config, &examples);
+        }
+        first_step = state.step + 1;
+        best = state.best;
+        log = state.log;
+        if !quiet {
+            eprintln!("resuming after step {} from {}", state.step, config.out.join("last.safetensors").display());
+        }
+    }
+    let bar = routerdc::progress::steps_bar(config.steps as u64, quiet);
+    // Without a terminal the bar draws nothing: a line every 30 s instead.
+    let mut log_lines = routerdc::progress::LogLines::new(quiet, std::time::Duration::from_secs(30));
+    bar.set_position(first_step as u64 - 1);
+    let (top_k, last_k, negatives) = (config.top_k as i64, config.last_k as i64, config.negatives as i64);
+    let mut step_time = 0.0;
+    let checkpoint_steps =
+        if config.checkpoint_steps == 0 { config.eval_steps.max(1) } else { config.checkpoint_steps };
+    for step in first_step..=config.steps {
+        let step_started = Instant::now();
+        // Dropout draws depend on the step alone, so a resumed run draws what the uninterrupted one did.
+        tch::manual_seed((config.seed as i64).wrapping_mul(1_000_003).wrapping_add(step as i64));
+        let train::plan::Batch { rows, cluster_pairs, task_pairs } = plan.next(config, &examples);
+        let batch: Vec<&Example> = rows.iter().map(|&i| &examples[i]).collect();
+
+        let h = match &train_data.frozen {
+            Some(h) => {
+                let rows: Vec<Tensor> = batch.iter().map(|e| h[e.table].get(e.row as i64)).collect();
+                Tensor::stack(&rows, 0)
+            }
+            None => {
+                let ids: Vec<&[u32]> = batch.iter().map(|e| train_data.ids[e.table][e.row].as_slice()).collect();
+                let (input, mask) = pad_batch(&ids, pad, device);
+                router.encode(&input, &mask, true)
+            }
+        };
+        let logits = router.logits(&h);
+        let targets: Vec<&[f64]> = batch.iter().map(|e| e.targets.as_slice()).collect();
+        let llm_loss =
+            sample_llm_loss(&logits, &routing::choose_llms(&targets, config.top_k, config.last_k), top_k, last_k);
+        let mut loss = llm_loss.shallow_clone();
+        let mut cluster_loss = 0.0;
+        if let Some(pairs) = cluster_pairs {
+            let term = sample_sample_loss(&h, &pairs, negatives, config.temperature);
+            cluster_loss = term.double_value(&[]);
+            loss = loss + term * config.cluster_weight;
+        }
+        let mut task_loss = 0.0;
+        if let Some(pairs) = task_pairs {
+            let term = sample_sample_loss(&h, &pairs, negatives, config.temperature);
+            task_loss = term.double_value(&[]);
+            loss = loss + term * config.task_weight;
+        }
+        let mut orth_loss = 0.0;
+        if config.orth_weight != 0.0 {
+            let term = orthogonality_loss(&router.llm_embeddings);
+            orth_loss = term.double_value(&[]);
+            loss = loss + term * config.orth_weight;
+        }
+        optimizer.zero_grad();
+        loss.backward();
+        optimizer.step();
+        let total = loss.double_value(&[]);
+        // The first step pays one-off costs (allocations, kernel set-up); time the others.
+        if step > 1 {
+            step_time += step_started.elapsed().as_secs_f64();
+        }
+        bar.set_message(format!("loss {total:.4}"));
+        bar.inc(1);
+        log_lines.tick(step == config.steps, || {
+            let elapsed = started.elapsed().as_secs_f64();
+            let done = (step + 1 - first_step) as f64;
+            let left = (config.steps - step) as f64 * elapsed / done.max(1.0);
+            format!(
+                "train: step {step}/{}, loss {total:.4}, {elapsed:.0} s so far, about {left:.0} s left",
+                config.steps
+            )
+        });
+        log.losses.push((step, total, llm_loss.double_value(&[]), cluster_loss, task_loss, orth_loss));
+        log.step_seconds.push(started.elapsed().as_secs_f64());
+
+        if step % config.eval_steps.max(1) == 0 || step == config.steps {
+            let evaluation = Evaluation { validation: evaluate(&train_data)?, test: evaluate(&test_data)? };
+            let validation_average = average(&evaluation.validation);
+            log.evaluations.push((
+                step,
+                started.elapsed().as_secs_f64(),
+                evaluation.validation.clone(),
+                evaluation.test.clone(),
+            ));
+            let line = format!(
+                "step {step}: loss {total:.4}, validation acc_predict {:.4}, test {:.4}",
+                validation_average,
+                average(&evaluation.test)
+            );
+            if !quiet {
+                bar.println(&line);
+            }
+            log_lines.say(&line);
+            if best.is_none_or(|best| validation_average > best) {
+                best = Some(validation_average);
+                let sidecar = Sidecar {
+                    routerdc_version: env!("CARGO_PKG_VERSION").to_owned(),
+                    models: models.clone(),
+                    encoder_dir: std::fs::canonicalize(&files.dir).unwrap_or_else(|_| files.dir.clone()),
+                    encoder_config: encoder_json.clone(),
+                    max_length,
+                    truncation: config.truncation,
+                    similarity: config.similarity,
+                    temperature: config.temperature,
+                    settings: config.clone(),
+                    step,
+                    validation: evaluation.validation.iter().map(|r| (r.0.clone(), r.2)).collect(),
+                    validation_average,
+                    test: evaluation.test.iter().map(|r| (r.0.clone(), r.2)).collect(),
+                    weights_blake3: None,
+                };
+                save_best(&store, &sidecar, &config.out.join("best"))?;
+            }
+        }
+        if step % checkpoint_steps == 0 || step == config.steps {
+            save_last(config, &store, &optimizer, &LastState { step, best, log: log.clone() })?;
+        }
+    }
+    bar.finish_and_clear();
+    let log_path = config.out.join("train_log.parquet");
+    routerdc::io::write_parquet(&mut log.frame()?, &log_path)?;
+    if !quiet {
+        let per_step = if config.steps > 1 { step_time / (config.steps - 1) as f64 } else { f64::NAN };
+        eprintln!(
+            "trained {} steps in {:.1} s ({per_step:.3} s/step after the first, evaluations excluded); \
+             best validation acc_predict {:.4}; wrote {} and {}",
+            config.steps,
+            started.elapsed().as_secs_f64(),
+            best.unwrap_or(f64::NAN),
+            config.out.join("best.safetensors").display(),
+            log_path.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! The networks: the HF encoders (parameter names are the HF checkpoint keys) and the RouterDC
+//! router with its losses (`docs/method.md`).
+
+pub mod bert;
+pub mod deberta;
+pub mod layers;
+pub mod network;
+pub mod router;
