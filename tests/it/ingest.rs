@@ -268,3 +268,31 @@ fn doc_hashes_are_checked_when_present() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("`doc_hash` differs"), "{}", stderr(&output));
 }
+
+#[test]
+fn samples_files_named_alone_take_their_model_from_the_results_beside_them() {
+    // Two models' gsm8k runs copied into one folder (as a user gathering files would), each
+    // samples file beside the results file of its own run; only the samples files are named.
+    let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets/sample/lm-eval");
+    let work = tempfile::tempdir().unwrap();
+    let folder = work.path().join("pyFade");
+    fs::create_dir(&folder).unwrap();
+    let mut named = Vec::new();
+    for (model, time) in [("demo__chat-8b", "2026-10-01T12-00-00.000000"), ("demo__code-7b", "2026-10-02T09-30-00.000000")] {
+        let from = sample.join(model);
+        fs::copy(
+            from.join("results_2026-10-01T12-00-00.000000.json"),
+            folder.join(format!("results_{time}.json")),
+        )
+        .unwrap();
+        let samples = folder.join(format!("samples_gsm8k_{time}.jsonl"));
+        fs::copy(from.join("samples_gsm8k_2026-10-01T12-00-00.000000.jsonl"), &samples).unwrap();
+        named.push(samples.display().to_string());
+    }
+    let out = work.path().join("tables");
+    let args: Vec<&str> = named.iter().map(String::as_str).collect();
+    let output = ingest(&out, &args);
+    ok(&output);
+    let table = routerdc::io::read_table(&out.join("gsm8k.parquet")).unwrap().table;
+    assert_eq!(table.models, vec!["demo/chat-8b", "demo/code-7b"], "{}", stderr(&output));
+}

@@ -529,3 +529,62 @@ fn killing_routerdc_ends_its_libtorch_child() {
     }
     assert!(!survived, "routerdc-torch (pid {child}) outlived its killed parent");
 }
+
+#[test]
+fn a_non_utf8_out_folder_is_refused_before_training() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let Some((temp, tables, encoder)) = topic_setup() else { return };
+    let out = temp.path().join(std::ffi::OsStr::from_bytes(b"run-\xff"));
+    let output = Command::new(env!("CARGO_BIN_EXE_routerdc"))
+        .args(["train", "--train", &tables, "--encoder", &encoder, "--out"])
+        .arg(&out)
+        .args(with_small(&["--steps", "1"]))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("`out`"), "{}", stderr(&output));
+    assert!(!out.exists(), "the folder was made before the settings were checked");
+}
+
+#[test]
+fn route_names_the_line_of_a_query_that_is_not_utf8() {
+    use std::io::Write as _;
+    let Some((temp, tables, encoder)) = topic_setup() else { return };
+    let out = temp.path().join("run");
+    ok(&train(&tables, &out, &encoder, &with_small(&["--steps", "1", "--eval-steps", "1"])));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_routerdc"))
+        .args(["route", "--checkpoint", out.join("best.safetensors").to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"a fine question\nnot \xff fine\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("<stdin>:2"), "{}", stderr(&output));
+}
+
+#[test]
+fn an_unreadable_cache_shard_is_skipped_and_reported_once() {
+    let Some((temp, tables, encoder)) = topic_setup() else { return };
+    let cache = temp.path().join("cache");
+    let embed = |out: &str| {
+        let out = temp.path().join(out).display().to_string();
+        routerdc_with_env(["embed", "--tables", &tables, "--out", &out, "--encoder", &encoder], &[("ROUTERDC_CACHE", &cache)])
+    };
+    ok(&embed("first"));
+    let shards = cache.join("embeddings");
+    let key = std::fs::read_dir(&shards).unwrap().next().unwrap().unwrap().path();
+    std::fs::write(key.join("00000000000000000000000000000000-1.parquet"), b"").unwrap();
+    let second = embed("second");
+    ok(&second);
+    assert!(stderr(&second).contains("skipped the unreadable embedding cache shard"), "{}", stderr(&second));
+    assert_eq!(
+        std::fs::read(temp.path().join("first/mmlu_train.parquet")).unwrap(),
+        std::fs::read(temp.path().join("second/mmlu_train.parquet")).unwrap()
+    );
+    let third = embed("third");
+    ok(&third);
+    assert!(!stderr(&third).contains("skipped"), "reported again: {}", stderr(&third));
+}

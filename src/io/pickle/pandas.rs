@@ -82,6 +82,18 @@ fn check_global(value: &Value) -> Result<&str, String> {
 fn call(value: &Value) -> Result<(String, Value, Option<Value>), String> {
     let Value::Object(object) = value else { return Err(format!("expected an object, found a {}", value.type_name())) };
     let object: std::cell::Ref<'_, Object> = object.borrow();
+    if matches!(object.callable.global_name(), Some(("copy_reg" | "copyreg", "_reconstructor"))) {
+        // Protocols 0 and 1 spell `cls.__new__(cls)` as `copy_reg._reconstructor(cls, object, None)`.
+        let args = tuple(&object.args)?;
+        let [class, base, Value::None] = &args[..] else {
+            return Err("copy_reg._reconstructor with arguments other than (class, object, None)".into());
+        };
+        if !matches!(base.global_name(), Some(("__builtin__" | "builtins", "object"))) {
+            return Err("copy_reg._reconstructor of a class built on something other than `object`".into());
+        }
+        let name = check_global(class)?.to_owned();
+        return Ok((name, Value::Tuple(Rc::from(Vec::new())), object.state.clone()));
+    }
     let name = check_global(&object.callable)?.to_owned();
     Ok((name, object.args.clone(), object.state.clone()))
 }
