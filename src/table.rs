@@ -201,10 +201,10 @@ impl ScoredTable {
         if lengths.iter().any(|&len| len != n) || self.scores.len() != n * t {
             return Err(Error::table(path, "its columns have different lengths"));
         }
-        if let Some(costs) = &self.costs {
-            if costs.len() != n * t {
-                return Err(Error::table(path, "its cost columns have a different length"));
-            }
+        if let Some(costs) = &self.costs
+            && costs.len() != n * t
+        {
+            return Err(Error::table(path, "its cost columns have a different length"));
         }
         let mut seen = std::collections::HashSet::with_capacity(n);
         for id in &self.query_ids {

@@ -33,6 +33,8 @@ struct TorchCli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum TorchCommand {
     #[command(flatten)]
     Routerdc(Command),

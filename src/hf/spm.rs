@@ -171,7 +171,7 @@ impl SpmModel {
         let fail = |what: String| Error::encoder(path, format!("spm.model: {what}"), "");
         let vocab = self.pieces.iter().map(|(piece, score, _)| (piece.clone(), f64::from(*score))).collect();
         let unigram = Unigram::from(vocab, Some(self.unk_id as usize), self.byte_fallback)
-            .map_err(|error| fail_from("cannot build the Unigram model", error.into()))?;
+            .map_err(|error| fail_from("cannot build the Unigram model", error))?;
         let mut tokenizer = Tokenizer::new(unigram);
 
         let mut normalizers: Vec<NormalizerWrapper> = Vec::new();
@@ -185,11 +185,11 @@ impl SpmModel {
             normalizers.push(precompiled.into());
         }
         let spaces = Replace::new(tokenizers::normalizers::replace::ReplacePattern::Regex(" {2,}".into()), " ")
-            .map_err(|error| fail_from("cannot build the whitespace normaliser", error.into()))?;
+            .map_err(|error| fail_from("cannot build the whitespace normaliser", error))?;
         normalizers.push(spaces.into());
         tokenizer
             .with_normalizer(Some(Sequence::new(normalizers)))
-            .map_err(|error| fail_from("cannot set the normaliser", error.into()))?;
+            .map_err(|error| fail_from("cannot set the normaliser", error))?;
 
         let mut pre: Vec<PreTokenizerWrapper> = Vec::new();
         if options.split_by_punct {
@@ -220,9 +220,7 @@ impl SpmModel {
             .filter(|token| self.pieces.iter().any(|(piece, _, _)| piece == token))
             .map(|token| AddedToken::from(token, true))
             .collect();
-        tokenizer
-            .add_special_tokens(specials)
-            .map_err(|error| fail_from("cannot build the tokenizer", error.into()))?;
+        tokenizer.add_special_tokens(specials).map_err(|error| fail_from("cannot build the tokenizer", error))?;
         Ok(tokenizer)
     }
 }

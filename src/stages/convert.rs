@@ -66,7 +66,7 @@ fn read_columns(path: &Path) -> Result<Vec<(String, ColumnData)>> {
     let first_line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
     let old_pickle = matches!(bytes[0], b'c' | b'(' | b'}' | b']') && !first_line.contains(&b',');
     if bytes[0] == 0x80 || old_pickle {
-        let pickle = crate::io::pickle::vm::parse(&bytes).map_err(|e| layout(format!("not a readable pickle: {e}")))?;
+        let pickle = crate::io::pickle::vm::parse(bytes).map_err(|e| layout(format!("not a readable pickle: {e}")))?;
         // The columns convert never uses are not materialised (their text is most of the file).
         let wanted = |name: &str| !unused_column(name);
         let frame =
@@ -137,10 +137,10 @@ pub fn convert(config: &ConvertConfig) -> Result<(Vec<ScoredTable>, ConvertCount
             let raw_prompt = frame.text(frame.prompt, row).unwrap_or_default();
             let mut text =
                 prompt_text(&raw_prompt).ok_or_else(|| frame.error(row, PROMPT, "is not a Python list of strings"))?;
-            if let Some(max) = config.max_prompt_chars {
-                if let Some((cut, _)) = text.char_indices().nth(max) {
-                    text.truncate(cut);
-                }
+            if let Some(max) = config.max_prompt_chars
+                && let Some((cut, _)) = text.char_indices().nth(max)
+            {
+                text.truncate(cut);
             }
             let table = tasks.entry(eval_name.clone()).or_insert_with(|| ScoredTable {
                 dataset: eval_name.clone(),

@@ -278,13 +278,12 @@ fn samples_files_named_alone_take_their_model_from_the_results_beside_them() {
     let folder = work.path().join("pyFade");
     fs::create_dir(&folder).unwrap();
     let mut named = Vec::new();
-    for (model, time) in [("demo__chat-8b", "2026-10-01T12-00-00.000000"), ("demo__code-7b", "2026-10-02T09-30-00.000000")] {
+    for (model, time) in
+        [("demo__chat-8b", "2026-10-01T12-00-00.000000"), ("demo__code-7b", "2026-10-02T09-30-00.000000")]
+    {
         let from = sample.join(model);
-        fs::copy(
-            from.join("results_2026-10-01T12-00-00.000000.json"),
-            folder.join(format!("results_{time}.json")),
-        )
-        .unwrap();
+        fs::copy(from.join("results_2026-10-01T12-00-00.000000.json"), folder.join(format!("results_{time}.json")))
+            .unwrap();
         let samples = folder.join(format!("samples_gsm8k_{time}.jsonl"));
         fs::copy(from.join("samples_gsm8k_2026-10-01T12-00-00.000000.jsonl"), &samples).unwrap();
         named.push(samples.display().to_string());

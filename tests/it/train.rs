@@ -571,7 +571,10 @@ fn an_unreadable_cache_shard_is_skipped_and_reported_once() {
     let cache = temp.path().join("cache");
     let embed = |out: &str| {
         let out = temp.path().join(out).display().to_string();
-        routerdc_with_env(["embed", "--tables", &tables, "--out", &out, "--encoder", &encoder], &[("ROUTERDC_CACHE", &cache)])
+        routerdc_with_env(
+            ["embed", "--tables", &tables, "--out", &out, "--encoder", &encoder],
+            &[("ROUTERDC_CACHE", &cache)],
+        )
     };
     ok(&embed("first"));
     let shards = cache.join("embeddings");

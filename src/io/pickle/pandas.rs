@@ -189,10 +189,10 @@ pub fn read_frame_columns(root: &Value, budget: &mut Budget, wanted: &dyn Fn(&st
             frame.push((label, column));
         }
     }
-    if let Some((first, rest)) = frame.split_first() {
-        if let Some((label, column)) = rest.iter().find(|(_, c)| c.len() != first.1.len()) {
-            return Err(format!("column `{label}` has {} rows but `{}` has {}", column.len(), first.0, first.1.len()));
-        }
+    if let Some((first, rest)) = frame.split_first()
+        && let Some((label, column)) = rest.iter().find(|(_, c)| c.len() != first.1.len())
+    {
+        return Err(format!("column `{label}` has {} rows but `{}` has {}", column.len(), first.0, first.1.len()));
     }
     Ok(Frame { columns: frame })
 }
@@ -398,7 +398,7 @@ fn decode_skipping(raw: &RawArray, budget: &mut Budget, skip: &dyn Fn(usize) -> 
         }
         other => return Err(format!("array data is a {}", other.type_name())),
     };
-    if size == 0 || bytes.len() % size != 0 {
+    if size == 0 || !bytes.len().is_multiple_of(size) {
         return Err(format!("array data of {} bytes is not a whole number of {size}-byte items", bytes.len()));
     }
     let items = bytes.chunks_exact(size);

@@ -595,7 +595,7 @@ fn object(callable: Value, args: Value) -> Value {
 }
 
 fn pairs(items: Vec<Value>) -> Option<Vec<(Value, Value)>> {
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return None;
     }
     let mut entries = Vec::with_capacity(items.len() / 2);

@@ -272,7 +272,7 @@ mod tests {
         let [b, a] = model_args_prefixes(args);
         assert_eq!(b, "pretrained____data__home__org__Model-7B,dtype__float16");
         assert_eq!(a, "pretrained=__data__home__org__Model-7B,dtype=float16");
-        assert_eq!(legacy_task(&format!("{b}_arc_challenge"), &[b.clone()]), Some("arc_challenge".into()));
+        assert_eq!(legacy_task(&format!("{b}_arc_challenge"), std::slice::from_ref(&b)), Some("arc_challenge".into()));
         assert_eq!(legacy_task("pretrained=EleutherAI__pythia-2.8b_winogrande", &[]), Some("winogrande".into()));
         assert_eq!(
             legacy_task("pretrained____x__my_model_mmlu_high_school_physics", &[]),

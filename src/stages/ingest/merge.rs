@@ -54,10 +54,10 @@ pub(super) fn merge(task: &str, models: Vec<Parsed>, config: &IngestConfig) -> R
         let first = by_doc[0][&doc_id];
         for (index, docs) in by_doc.iter().enumerate() {
             let sample = docs[&doc_id];
-            if let (Some(a), Some(b)) = (&first.doc_hash, &sample.doc_hash) {
-                if a != b {
-                    return Err(mismatch(task, doc_id, "doc_hash", &models[0].unit.model, &models[index].unit.model));
-                }
+            if let (Some(a), Some(b)) = (&first.doc_hash, &sample.doc_hash)
+                && a != b
+            {
+                return Err(mismatch(task, doc_id, "doc_hash", &models[0].unit.model, &models[index].unit.model));
             }
             if sample.target != first.target {
                 return Err(mismatch(task, doc_id, "target", &models[0].unit.model, &models[index].unit.model));

@@ -192,10 +192,10 @@ pub struct Ingested {
 
 /// Read, score and merge everything under `config.inputs`; nothing is written.
 pub fn ingest(config: &IngestConfig, on_file_done: &(dyn Fn(&Path) + Sync)) -> Result<Ingested> {
-    if let Some(ratio) = config.split_ratio {
-        if !(0.0..=1.0).contains(&ratio) {
-            return Err(Error::setting("split_ratio", format!("{ratio} is not in [0, 1]")));
-        }
+    if let Some(ratio) = config.split_ratio
+        && !(0.0..=1.0).contains(&ratio)
+    {
+        return Err(Error::setting("split_ratio", format!("{ratio} is not in [0, 1]")));
     }
     let mut notes = Vec::new();
     let units = plan_units(config, &mut notes)?;

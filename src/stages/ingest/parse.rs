@@ -137,9 +137,8 @@ pub(super) fn parse_lm_eval(unit: Unit, array: bool, config: &IngestConfig, metr
         let seed = RecordArraySeed {
             metrics,
             each: |index: usize, record| {
-                handle(index, record).map_err(|message| {
+                handle(index, record).inspect_err(|message| {
                     failure = Some((index, message.clone()));
-                    message
                 })
             },
         };
@@ -274,22 +273,22 @@ impl FilterBuckets {
             let most = self.occurrences.iter().max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id)));
             let least = self.occurrences.iter().min_by_key(|(id, n)| (**n, **id));
             let too_many_blocks = names.is_some_and(|names| self.buckets.len() > names.len());
-            if let (Some((most_id, &most_n)), Some((least_id, &least_n))) = (most, least) {
-                if most_n != least_n || too_many_blocks {
-                    let times = |n: usize| match n {
-                        1 => "once".to_owned(),
-                        2 => "twice".to_owned(),
-                        n => format!("{n} times"),
-                    };
-                    let filters =
-                        names.map_or(String::new(), |names| format!(" and the task has {} filter(s)", names.len()));
-                    return Err(format!(
-                        "doc_id {most_id} appears {} but doc_id {least_id} {}{filters}; records without a `filter` \
+            if let (Some((most_id, &most_n)), Some((least_id, &least_n))) = (most, least)
+                && (most_n != least_n || too_many_blocks)
+            {
+                let times = |n: usize| match n {
+                    1 => "once".to_owned(),
+                    2 => "twice".to_owned(),
+                    n => format!("{n} times"),
+                };
+                let filters =
+                    names.map_or(String::new(), |names| format!(" and the task has {} filter(s)", names.len()));
+                return Err(format!(
+                    "doc_id {most_id} appears {} but doc_id {least_id} {}{filters}; records without a `filter` \
                          come in one block per filter, so this is a duplicate record",
-                        times(most_n),
-                        times(counts(least_id))
-                    ));
-                }
+                    times(most_n),
+                    times(counts(least_id))
+                ));
             }
         }
         let total: usize = self.buckets.iter().map(|(_, samples, _)| samples.len()).sum();

@@ -303,8 +303,8 @@ pub fn as_bool(value: &Value) -> Option<bool> {
             _ => None,
         },
         Value::Number(number) => match number.as_f64() {
-            Some(x) if x == 1.0 => Some(true),
-            Some(x) if x == 0.0 => Some(false),
+            Some(1.0) => Some(true),
+            Some(0.0) => Some(false),
             _ => None,
         },
         _ => None,

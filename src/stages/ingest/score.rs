@@ -68,16 +68,16 @@ pub fn score_record(record: &Record<'_>, task: &str, metric: Option<&str>) -> Re
         let gate = if task.to_ascii_lowercase().starts_with("hellaswag") { "acc_norm" } else { "acc" };
         return multiple_choice(record, &lls, target.as_ref(), gate);
     }
-    if let (Some(generations), Some(Value::String(target))) = (sampled_generations(&resps), target.as_ref()) {
-        if let Some(gold) = extract_answer(target) {
-            let correct = generations.iter().filter(|g| extract_answer(g) == Some(gold)).count();
-            return Ok(Scored {
-                rule: Rule::SampledGeneration,
-                score: correct as f64 / generations.len() as f64,
-                attempts: generations.len() as u32,
-                target: gold.to_owned(),
-            });
-        }
+    if let (Some(generations), Some(Value::String(target))) = (sampled_generations(&resps), target.as_ref())
+        && let Some(gold) = extract_answer(target)
+    {
+        let correct = generations.iter().filter(|g| extract_answer(g) == Some(gold)).count();
+        return Ok(Scored {
+            rule: Rule::SampledGeneration,
+            score: correct as f64 / generations.len() as f64,
+            attempts: generations.len() as u32,
+            target: gold.to_owned(),
+        });
     }
     let name = match metric {
         Some(name) => name,

@@ -295,7 +295,8 @@ pub fn to_markdown(rows: &[ReportRow]) -> String {
     let lookup = |dataset: &str, router: &str| rows.iter().find(|r| r.dataset == dataset && r.router == router);
 
     let mut out = String::new();
-    let metrics: [(&str, fn(&ReportRow) -> Option<f64>, bool); 3] = [
+    type Metric = (&'static str, fn(&ReportRow) -> Option<f64>, bool);
+    let metrics: [Metric; 3] = [
         ("acc_predict (%)", |r| Some(r.acc_predict), true),
         ("acc (%)", |r| Some(r.acc), true),
         ("cost ($ per query)", |r| r.cost, false),

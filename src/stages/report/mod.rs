@@ -55,9 +55,12 @@ pub struct ReportOutput {
     pub files: Vec<PathBuf>,
 }
 
+/// A trained router's choice for each query of a table.
+pub type Routes<'a> = &'a dyn Fn(&LoadedTable) -> Result<Vec<usize>>;
+
 /// Read the tables, compute the baselines and write `baselines.{parquet,csv,md}`. With a
 /// checkpoint, `routes` gives, for a table, the router's choice for each of its queries.
-pub fn run(config: &ReportConfig, routes: Option<&dyn Fn(&LoadedTable) -> Result<Vec<usize>>>) -> Result<ReportOutput> {
+pub fn run(config: &ReportConfig, routes: Option<Routes<'_>>) -> Result<ReportOutput> {
     let mut tables = crate::io::read_tables(&config.tables)?;
     if let Some(split) = config.split {
         tables = select_split(tables, split);
@@ -105,11 +108,11 @@ pub fn run(config: &ReportConfig, routes: Option<&dyn Fn(&LoadedTable) -> Result
         figures.cost_quality.push(dataset.clone());
     }
     written.extend(accuracy_figure(&rows, &out.join(ACC_FIGURE))?);
-    if let Some(log) = config.checkpoint.as_deref().and_then(Path::parent).map(|dir| dir.join("train_log.parquet")) {
-        if log.is_file() {
-            written.extend(training_figure(&log, &out.join(TRAINING_FIGURE))?);
-            figures.training = true;
-        }
+    if let Some(log) = config.checkpoint.as_deref().and_then(Path::parent).map(|dir| dir.join("train_log.parquet"))
+        && log.is_file()
+    {
+        written.extend(training_figure(&log, &out.join(TRAINING_FIGURE))?);
+        figures.training = true;
     }
     crate::io::write_text(&markdown, &files[2])?;
     let report = report_markdown(config, &markdown, &figures);

@@ -8,6 +8,10 @@
 //! projected by the key / query projections (`share_att_key`), and s = 1 + #terms. The bias
 //! terms and the padding mask go into the fused attention kernel as one additive mask.
 
+// `a = a + b` on tensors on purpose: tch's `a += b` is an in-place add, which neither
+// broadcasts `a` to a larger shape nor leaves autograd an out-of-place graph.
+#![allow(clippy::assign_op_pattern)]
+
 use tch::{Kind, Tensor, nn, nn::Module};
 
 use routerdc::hf::EncoderConfig;

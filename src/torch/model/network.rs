@@ -15,6 +15,8 @@ use super::bert::Bert;
 use super::deberta::Deberta;
 
 #[derive(Debug)]
+// One network per encoder, built once: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Network {
     Bert(Bert),
     Deberta(Deberta),

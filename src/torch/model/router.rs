@@ -7,6 +7,10 @@
 //! Parameter names are the reference's state-dict keys: `backbone.*` (the HF encoder) and
 //! `embeddings.weight` (K).
 
+// `a = a + b` on tensors on purpose: tch's `a += b` is an in-place add, which neither
+// broadcasts `a` to a larger shape nor leaves autograd an out-of-place graph.
+#![allow(clippy::assign_op_pattern)]
+
 use tch::{Kind, Tensor, nn};
 
 use routerdc::hf::{EncoderConfig, Pooling};

@@ -7,6 +7,10 @@
 //! tables (validation) and of the test tables; the checkpoint with the best validation
 //! average is kept as `best.safetensors` + `best.json` (never chosen by test scores).
 
+// `loss = loss + term` on purpose: tch's `+=` adds in place, into the tensor that `llm_loss`
+// shares, whose value is logged on its own.
+#![allow(clippy::assign_op_pattern)]
+
 pub mod checkpoint;
 pub mod optim;
 
