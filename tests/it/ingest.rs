@@ -177,6 +177,11 @@ fn bad_inputs_are_errors_with_file_line_and_field() {
             "field `resps`: `NaN` is not a JSON number",
         ),
         (
+            "NaN metric in a one-record file",
+            lines(&[record(0, "[[[-1.0, true]], [[-2.0, false]]]", "NaN")]),
+            "field `acc`: `NaN` is not a JSON number",
+        ),
+        (
             "Infinity token",
             lines(&[good(0), record(1, "[[[-Infinity, true]], [[-2.0, false]]]", "1.0")]),
             "`-Infinity`",

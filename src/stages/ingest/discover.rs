@@ -118,7 +118,7 @@ pub fn classify(path: &Path, bytes: &[u8], whole: bool) -> Result<Option<FileKin
                 path: path.to_path_buf(),
                 line: error.line(),
                 column: error.column(),
-                message: error.to_string(),
+                message: crate::io::json::describe_error(text, &error),
             })?;
             classify_object(path, value).map(Some)
         }

@@ -19,7 +19,7 @@ pub(super) fn load_texts(config: &IngestConfig) -> Result<HashMap<String, Vec<St
                         path: path.clone(),
                         line: i + 1,
                         column: e.column(),
-                        message: e.to_string(),
+                        message: crate::io::json::describe_error(line, &e),
                     })
                 })
                 .collect::<Result<_>>()?,
