@@ -9,7 +9,7 @@
 
 use std::rc::Rc;
 
-use super::vm::{Object, Value};
+use super::vm::{Items, Object, Value};
 
 /// A column's values.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,16 +92,16 @@ fn call(value: &Value) -> Result<(String, Value, Option<Value>), String> {
             return Err("copy_reg._reconstructor of a class built on something other than `object`".into());
         }
         let name = check_global(class)?.to_owned();
-        return Ok((name, Value::Tuple(Rc::from(Vec::new())), object.state.clone()));
+        return Ok((name, Value::Tuple(Items::from(Vec::new())), object.state.clone()));
     }
     let name = check_global(&object.callable)?.to_owned();
     Ok((name, object.args.clone(), object.state.clone()))
 }
 
-fn tuple(value: &Value) -> Result<Rc<[Value]>, String> {
+fn tuple(value: &Value) -> Result<Items, String> {
     match value {
         Value::Tuple(items) => Ok(items.clone()),
-        Value::List(items) => Ok(Rc::from(items.borrow().clone())),
+        Value::List(items) => Ok(Items::from(items.borrow().clone())),
         other => Err(format!("expected a tuple, found a {}", other.type_name())),
     }
 }

@@ -14,6 +14,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+pub use super::teardown::Items;
 use super::teardown::{empty_into, teardown};
 
 /// Shared, mutable containers: the memo aliases objects that later opcodes mutate.
@@ -30,7 +31,7 @@ pub enum Value {
     Float(f64),
     Str(Rc<str>),
     Bytes(Rc<[u8]>),
-    Tuple(Rc<[Value]>),
+    Tuple(Items),
     List(Shared<Vec<Value>>),
     Dict(Shared<Vec<(Value, Value)>>),
     Set(Shared<Vec<Value>>),
@@ -411,10 +412,10 @@ impl<'a> Machine<'a> {
                     let items = self.pop_mark()?;
                     self.push(Value::Set(Rc::new(RefCell::new(items))));
                 }
-                b')' => self.push(Value::Tuple(Rc::from(Vec::new()))),
+                b')' => self.push(Value::Tuple(Items::from(Vec::new()))),
                 b't' => {
                     let items = self.pop_mark()?;
-                    self.push(Value::Tuple(Rc::from(items)));
+                    self.push(Value::Tuple(Items::from(items)));
                 }
                 0x85..=0x87 => {
                     let n = usize::from(op - 0x84);
@@ -426,7 +427,7 @@ impl<'a> Machine<'a> {
                         items.push(self.pop()?);
                     }
                     items.reverse();
-                    self.push(Value::Tuple(Rc::from(items)));
+                    self.push(Value::Tuple(Items::from(items)));
                 }
                 b'a' => {
                     let item = self.pop()?;
@@ -524,14 +525,14 @@ impl<'a> Machine<'a> {
                     let module = String::from_utf8_lossy(self.line()?).into_owned();
                     let name = String::from_utf8_lossy(self.line()?).into_owned();
                     let args = self.pop_mark()?;
-                    self.push(object(Value::Global(Rc::new((module, name))), Value::Tuple(Rc::from(args))));
+                    self.push(object(Value::Global(Rc::new((module, name))), Value::Tuple(Items::from(args))));
                 }
                 b'o' => {
                     // OBJ: class and args above a mark.
                     let mut items = self.pop_mark()?.into_iter();
                     let class = items.next().ok_or_else(|| self.error("OBJ without a class"))?;
                     let args: Vec<Value> = items.collect();
-                    self.push(object(class, Value::Tuple(Rc::from(args))));
+                    self.push(object(class, Value::Tuple(Items::from(args))));
                 }
                 b'b' => {
                     let state = self.pop()?;

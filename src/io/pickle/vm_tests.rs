@@ -63,3 +63,22 @@ fn long_integers_decode_twos_complement() {
     assert!(matches!(long_value(&[0x00, 0x80]), Value::Int(-32768)));
     assert!(matches!(long_value(&[0; 9]), Value::BigInt(_)));
 }
+
+#[test]
+fn deep_nesting_is_freed_without_recursion_on_every_path() {
+    // A million nested tuples (each TUPLE1 wraps the last): freed at the end of a parse, when
+    // POP discards it, and when the parse fails with it on the stack (the fuzzer's find).
+    let deep = |tail: &[u8]| {
+        let mut data = vec![0x80, 2, b')'];
+        data.extend(std::iter::repeat_n(0x85u8, 1_000_000));
+        data.extend_from_slice(tail);
+        data
+    };
+    assert!(parse(&deep(b".")).is_ok());
+    assert!(matches!(parse(&deep(b"0N.")).map(|p| matches!(p.root, Value::None)), Ok(true)));
+    assert!(parse(&deep(b"\xaa")).is_err());
+    // Lists and dicts nested through their opcodes, left unfinished.
+    let mut lists = vec![0x80, 2];
+    lists.extend(b"(]".repeat(200_000));
+    assert!(parse(&lists).is_err());
+}
