@@ -254,9 +254,10 @@ fn download(url: &str, path: &Path, max_bytes: u64) -> Result<()> {
         .arg(url)
         .output()
         .map_err(|source| {
-            Error::input(
-                format!("cannot run `curl`: {source}"),
+            Error::input_from(
+                "cannot run `curl`",
                 "`routerdc data fetch` downloads with curl: install it (e.g. `apt install curl`)",
+                source,
             )
         })?;
     if output.status.success() {

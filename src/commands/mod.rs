@@ -166,9 +166,8 @@ fn run_report(config: &report::ReportConfig, quiet: bool) -> Result<ExitCode> {
             if let Some(split) = config.split {
                 route.arg("--split").arg(split.as_str());
             }
-            let status = route
-                .status()
-                .map_err(|source| crate::Error::input(format!("cannot run routerdc-torch: {source}"), ""))?;
+            let status =
+                route.status().map_err(|source| crate::Error::input_from("cannot run routerdc-torch", "", source))?;
             if !status.success() {
                 return Ok(ExitCode::from(status.code().map_or(1, |code| code.clamp(1, 255) as u8)));
             }
@@ -272,9 +271,10 @@ fn run_torch_helper() -> Result<ExitCode> {
     let status = child::command(&helper).args(std::env::args_os().skip(1)).status();
     match status {
         Ok(status) => Ok(ExitCode::from(status.code().map_or(1, |code| code.clamp(0, 255) as u8))),
-        Err(source) => Err(crate::Error::input(
-            format!("cannot run `{}`: {source}", helper.display()),
+        Err(source) => Err(crate::Error::input_from(
+            format!("cannot run `{}`", helper.display()),
             "embedding and training need libtorch: build with `cargo build --release` (the default `train` feature) after `scripts/setup.sh`",
+            source,
         )),
     }
 }

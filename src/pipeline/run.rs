@@ -196,10 +196,10 @@ pub fn run(
         let config_text = format!(
             "# The settings `routerdc run {}` ran this stage with (defaults included).\n{}",
             pipeline.file.display(),
-            toml::to_string(&stage.resolved).map_err(|e| Error::input(format!("cannot write {CONFIG}: {e}"), ""))?
+            toml::to_string(&stage.resolved).map_err(|e| Error::failed(format!("Failed to write {CONFIG}"), e))?
         );
         crate::io::write_text(&config_text, &stage.dir.join(CONFIG))?;
-        let json = serde_json::to_string_pretty(&manifest).expect("a manifest serialises");
+        let json = serde_json::to_string_pretty(&manifest).map_err(Error::serialize("the stage's manifest"))?;
         crate::io::write_text(&(json + "\n"), &stage.dir.join(MANIFEST))?;
         remove_dir(&aside(&stage.dir, "previous"))?;
         say(&format!("✓ {:<8} done in {seconds:.1} s", stage.kind.name()));
