@@ -118,3 +118,39 @@ fn import_then_export_gives_the_released_files_back() {
         assert!(byte_identical >= 2, "{folder}: only {byte_identical} files were compared byte for byte");
     }
 }
+
+#[test]
+fn task_best_on_the_papers_data_is_the_training_rows_best_llm() {
+    let Some(data) = reference_data() else { return };
+    let temp = tempfile::tempdir().unwrap();
+    let files = json_files(&data.join("split2_model7"));
+    let tables = import(temp.path(), &files);
+    let out = temp.path().join("report");
+    let (group_id, group_ood) = (format!("id={ID}"), format!("ood={OOD}"));
+    // The `_train` tables sit beside the `_test` ones: each test table's task_best comes from them.
+    let train_tables = "mmlu_train,gsm8k-train,cmmlu_train,arc_challenge_train,humaneval_train";
+    let group_train = format!("train={train_tables}");
+    let args = ["report", "--tables", tables.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    ok(&routerdc(args.iter().copied().chain(["--group", &group_id, "--group", &group_ood, "--group", &group_train])));
+    let rows = read_csv(&out.join("baselines.csv"));
+    for test in ID.split(',') {
+        let train = data.join("split2_model7").join(format!("{}.json", test.replace("test", "train")));
+        let probability = !["gsm8k", "humaneval"].iter().any(|family| test.starts_with(family));
+        // The training file's best LLM (first in model order on ties), by a direct computation.
+        let on_train = direct_acc_predict(&train, probability);
+        let best = on_train.iter().fold(&on_train[0], |best, row| if row.1 > best.1 { row } else { best });
+        let row = find(&rows, test, "task_best");
+        assert_eq!(row["llm"], best.0, "{test}");
+        let expected = direct_acc_predict(&data.join("split2_model7").join(format!("{test}.json")), probability)
+            .into_iter()
+            .find(|(model, _)| *model == best.0)
+            .unwrap()
+            .1;
+        assert!((number(row, "acc_predict") - expected).abs() < 1e-12, "{test}");
+    }
+    // The figure: a per-task router reaches 58.67 in distribution; no task_best out of
+    // distribution (MATH_prealgebra and mbpp have no training rows).
+    let id = (100.0 * number(find(&rows, "id", "task_best"), "acc_predict") * 100.0).round() / 100.0;
+    assert_eq!(id, 58.67);
+    assert!(!rows.iter().any(|row| row["dataset"] == "ood" && row["router"] == "task_best"));
+}

@@ -233,7 +233,7 @@ pub fn baselines(
 }
 
 /// The groups to report: the user's, checked against the tables, or one group `all`.
-fn resolve_groups(tables: &[LoadedTable], groups: &[Group]) -> Result<Vec<Group>> {
+pub(super) fn resolve_groups(tables: &[LoadedTable], groups: &[Group]) -> Result<Vec<Group>> {
     let names: Vec<&String> = tables.iter().map(|loaded| &loaded.table.dataset).collect();
     for (i, loaded) in tables.iter().enumerate() {
         if let Some(other) = tables[..i].iter().find(|other| other.table.dataset == loaded.table.dataset) {

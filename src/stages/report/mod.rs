@@ -13,6 +13,7 @@
 mod baselines;
 pub mod cost_quality;
 mod figures;
+pub mod verdict;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -45,6 +46,12 @@ pub struct ReportConfig {
     /// A trained router (`best.safetensors` from `routerdc train`): its rows (`routerdc`) come first.
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
+    /// Resamples of the paired bootstrap behind the verdict's intervals.
+    #[arg(long, default_value_t = 1000)]
+    pub bootstrap: usize,
+    /// Seed of the bootstrap's resamples.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
 }
 
 /// What `run` wrote.
@@ -61,7 +68,8 @@ pub type Routes<'a> = &'a dyn Fn(&LoadedTable) -> Result<Vec<usize>>;
 /// Read the tables, compute the baselines and write `baselines.{parquet,csv,md}`. With a
 /// checkpoint, `routes` gives, for a table, the router's choice for each of its queries.
 pub fn run(config: &ReportConfig, routes: Option<Routes<'_>>) -> Result<ReportOutput> {
-    let mut tables = crate::io::read_tables(&config.tables)?;
+    let all = crate::io::read_tables(&config.tables)?;
+    let mut tables = all.clone();
     if let Some(split) = config.split {
         tables = select_split(tables, split);
         if tables.is_empty() {
@@ -78,9 +86,19 @@ pub fn run(config: &ReportConfig, routes: Option<Routes<'_>>) -> Result<ReportOu
         Some(routes) => Some(tables.iter().map(routes).collect::<Result<Vec<_>>>()?),
         None => None,
     };
-    let rows = baselines(&tables, &config.groups, config.cost_rate, routed.as_deref())?;
-    let mut markdown = to_markdown(&rows);
+    let mut rows = baselines(&tables, &config.groups, config.cost_rate, routed.as_deref())?;
+    let groups = resolve_groups(&tables, &config.groups)?;
+    let task_best = verdict::task_best(&tables, &all, config.split, config.cost_rate);
+    rows.extend(verdict::task_best_rows(&tables, &groups, &task_best, config.cost_rate));
+    let routers: Vec<(String, Vec<Vec<usize>>)> = routed.into_iter().map(|routed| (ROUTER.to_owned(), routed)).collect();
+    let comparisons =
+        verdict::compare(&tables, &groups, &rows, &routers, &task_best, config.bootstrap, config.seed);
+    let mut markdown = verdict::verdict_markdown(&comparisons, config.bootstrap, !routers.is_empty());
+    markdown.push_str(&to_markdown(&rows));
     let mut frame = to_frame(&rows)?;
+    for column in verdict::comparison_columns(&rows, &comparisons) {
+        frame.with_column(column).map_err(Error::polars("adding the comparison columns"))?;
+    }
     let cost_rows = cost_quality(&rows, &tables);
     let mut cost_frame = if cost_rows.is_empty() { None } else { Some(cost_quality_frame(&cost_rows)?) };
     if !cost_rows.is_empty() {
