@@ -90,9 +90,9 @@ pub fn run(config: &ReportConfig, routes: Option<Routes<'_>>) -> Result<ReportOu
     let groups = resolve_groups(&tables, &config.groups)?;
     let task_best = verdict::task_best(&tables, &all, config.split, config.cost_rate);
     rows.extend(verdict::task_best_rows(&tables, &groups, &task_best, config.cost_rate));
-    let routers: Vec<(String, Vec<Vec<usize>>)> = routed.into_iter().map(|routed| (ROUTER.to_owned(), routed)).collect();
-    let comparisons =
-        verdict::compare(&tables, &groups, &rows, &routers, &task_best, config.bootstrap, config.seed);
+    let routers: Vec<(String, Vec<Vec<usize>>)> =
+        routed.into_iter().map(|routed| (ROUTER.to_owned(), routed)).collect();
+    let comparisons = verdict::compare(&tables, &groups, &rows, &routers, &task_best, config.bootstrap, config.seed);
     let mut markdown = verdict::verdict_markdown(&comparisons, config.bootstrap, !routers.is_empty());
     markdown.push_str(&to_markdown(&rows));
     let mut frame = to_frame(&rows)?;

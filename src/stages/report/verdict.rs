@@ -32,7 +32,10 @@ fn training_rows(reported: &LoadedTable, all: &[LoadedTable], split: Option<Spli
         }
     }
     let name = &reported.table.dataset;
-    let stem = name.strip_suffix("_test").map(|s| (s, "_train")).or_else(|| name.strip_suffix("-test").map(|s| (s, "-train")))?;
+    let stem = name
+        .strip_suffix("_test")
+        .map(|s| (s, "_train"))
+        .or_else(|| name.strip_suffix("-test").map(|s| (s, "-train")))?;
     let sibling = all.iter().find(|loaded| loaded.table.dataset == format!("{}{}", stem.0, stem.1))?;
     let rows = train_split(&sibling.table);
     Some(if rows.n_queries() > 0 { rows } else { sibling.table.clone() })
@@ -56,12 +59,22 @@ fn best_llm(rows: &ScoredTable, cost_rate: f64) -> usize {
 }
 
 /// For each reported table, its `task_best` LLM (`None` where it has no training rows).
-pub fn task_best(reported: &[LoadedTable], all: &[LoadedTable], split: Option<Split>, cost_rate: f64) -> Vec<Option<usize>> {
+pub fn task_best(
+    reported: &[LoadedTable],
+    all: &[LoadedTable],
+    split: Option<Split>,
+    cost_rate: f64,
+) -> Vec<Option<usize>> {
     reported.iter().map(|loaded| training_rows(loaded, all, split).map(|rows| best_llm(&rows, cost_rate))).collect()
 }
 
 /// The `task_best` rows: one per table that has one, one per group whose tables all have one.
-pub fn task_best_rows(tables: &[LoadedTable], groups: &[Group], choices: &[Option<usize>], cost_rate: f64) -> Vec<ReportRow> {
+pub fn task_best_rows(
+    tables: &[LoadedTable],
+    groups: &[Group],
+    choices: &[Option<usize>],
+    cost_rate: f64,
+) -> Vec<ReportRow> {
     let mut rows = Vec::new();
     for (loaded, choice) in tables.iter().zip(choices) {
         let Some(choice) = *choice else { continue };
@@ -171,10 +184,10 @@ pub fn compare(
             (0..tables.len()).filter(|&i| group.datasets.contains(&tables[i].table.dataset)).collect();
         for (router, choices) in routed {
             let mut baselines: Vec<(&str, Vec<usize>)> = Vec::new();
-            if let Some(best) = group_row(&group.id, BEST_SINGLE).and_then(|row| row.llm.as_ref()) {
-                if let Some(index) = tables[0].table.models.iter().position(|model| model == best) {
-                    baselines.push((BEST_SINGLE, vec![index; tables.len()]));
-                }
+            if let Some(best) = group_row(&group.id, BEST_SINGLE).and_then(|row| row.llm.as_ref())
+                && let Some(index) = tables[0].table.models.iter().position(|model| model == best)
+            {
+                baselines.push((BEST_SINGLE, vec![index; tables.len()]));
             }
             if members.iter().all(|&i| task_best[i].is_some()) {
                 baselines.push((TASK_BEST, task_best.iter().map(|choice| choice.unwrap_or(0)).collect()));
@@ -288,10 +301,15 @@ mod tests {
     fn task_best_is_chosen_on_training_rows_and_scored_on_the_others() {
         use Split::{Test, Train};
         // `a` is better on the training rows, `b` on the test rows: task_best is `a`, scored on test.
-        let both = table("mmlu", &[[1.0, 0.0], [1.0, 0.5], [0.0, 1.0], [0.2, 1.0]], &[Some(Train), Some(Train), Some(Test), Some(Test)]);
+        let both = table(
+            "mmlu",
+            &[[1.0, 0.0], [1.0, 0.5], [0.0, 1.0], [0.2, 1.0]],
+            &[Some(Train), Some(Train), Some(Test), Some(Test)],
+        );
         let reported = crate::routing::select_split(vec![both.clone()], Test);
         assert_eq!(task_best(&reported, std::slice::from_ref(&both), Some(Test), 0.0), vec![Some(0)]);
-        let rows = task_best_rows(&reported, &[Group { id: "all".into(), datasets: vec!["mmlu".into()] }], &[Some(0)], 0.0);
+        let rows =
+            task_best_rows(&reported, &[Group { id: "all".into(), datasets: vec!["mmlu".into()] }], &[Some(0)], 0.0);
         assert_eq!(rows.len(), 2);
         assert!((rows[0].acc_predict - 0.1).abs() < 1e-12 && rows[0].llm.as_deref() == Some("a"));
         // Without the test split selected, the same table's training rows are not used (they
@@ -317,7 +335,15 @@ mod tests {
         // Identical credits: no difference, an interval of width 0.
         let same = vec![(pairs[0].1.clone(), pairs[0].1.clone())];
         assert_eq!(bootstrap(&same, 100, &mut routing::rng(1)), (0.0, 0.0, 0.0));
-        let c = Comparison { group: "g".into(), router: "r".into(), baseline: "b".into(), baseline_value: 0.5, difference, low, high };
+        let c = Comparison {
+            group: "g".into(),
+            router: "r".into(),
+            baseline: "b".into(),
+            baseline_value: 0.5,
+            difference,
+            low,
+            high,
+        };
         assert_eq!(c.outcome(), "beats");
     }
 }
