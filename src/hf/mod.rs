@@ -17,7 +17,8 @@ use crate::error::{Error, Result};
 pub use config::{Architecture, EncoderConfig};
 
 /// How a query's hidden states become one vector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Pooling {
     /// The first token's last hidden state ([CLS]), as the reference.
     #[default]

@@ -11,6 +11,7 @@
 //!   them ([`rng`]).
 
 pub mod choice;
+pub mod knn;
 pub mod rng;
 
 use serde::{Deserialize, Serialize};

@@ -4,6 +4,7 @@
 //! (`src/torch/model/`), the loop is `src/torch/commands/train/`. The method is described in
 //! `docs/method.md`.
 
+pub mod knn;
 pub mod log;
 pub mod plan;
 
@@ -16,6 +17,17 @@ use crate::hf::tokenize::TruncationSide;
 use crate::routing::{Similarity, select_split};
 use crate::stages::embed::DeviceChoice;
 use crate::table::{LoadedTable, Split};
+
+/// Which router `train` makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RouterKind {
+    /// RouterDC: an encoder and LLM embeddings trained with the dual contrastive losses.
+    #[default]
+    Routerdc,
+    /// k nearest training queries by cosine of frozen embeddings; k chosen by leave-one-out.
+    Knn,
+}
 
 /// Settings of `routerdc train` (defaults: the reference implementation's).
 #[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
@@ -111,6 +123,14 @@ pub struct TrainConfig {
     /// Continue the run saved in `--out` (`last.*`) with the same settings; `--steps` may grow.
     #[arg(long)]
     pub resume: bool,
+    /// The router to make: RouterDC (a checkpoint) or kNN (a router folder, `router.json`).
+    #[arg(long, value_enum, default_value_t = RouterKind::Routerdc)]
+    #[serde(default)]
+    pub router: RouterKind,
+    /// kNN: the values of k tried; the one with the best leave-one-out validation is kept.
+    #[arg(long, value_delimiter = ',', default_value = "5,10,25,50,100")]
+    #[serde(default)]
+    pub k: Vec<usize>,
 }
 
 /// The training and test tables, each cut to its `--train-split` / `--test-split` rows.

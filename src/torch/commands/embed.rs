@@ -153,6 +153,21 @@ pub fn embed_tables(
     for loaded in tables {
         embed::check_texts(loaded)?;
     }
+    let texts: Vec<&str> = tables.iter().flat_map(|loaded| loaded.table.texts.iter().map(String::as_str)).collect();
+    let (flat, dim, stats, seconds) = embed_texts(&texts, options, quiet)?;
+    let mut per_table = Vec::with_capacity(tables.len());
+    let mut at = 0;
+    for loaded in tables {
+        let rows = loaded.table.n_queries();
+        per_table.push(flat[at * dim..(at + rows) * dim].to_vec());
+        at += rows;
+    }
+    Ok((per_table, dim, stats, seconds))
+}
+
+/// Vectors of `texts` (`[texts × dim]`, flat), the dimension, counts and the embedding time;
+/// the cache and the workers as [`embed_tables`].
+pub fn embed_texts(texts: &[&str], options: &EncoderOptions, quiet: bool) -> Result<(Vec<f32>, usize, EmbedStats, f64)> {
     let files = hf::resolve(options.encoder.as_deref())?;
     let device = device(options.device)?;
     let mut embedder = TorchEmbedder::new(files, options, device)?;
@@ -171,10 +186,9 @@ pub fn embed_tables(
     }
     let tokenizer = embedder.tokenizer.clone();
     let workers = embedder.worker_count;
-    let texts: Vec<&str> = tables.iter().flat_map(|loaded| loaded.table.texts.iter().map(String::as_str)).collect();
     let bar = routerdc::progress::rate_bar(texts.len() as u64, "embed", quiet);
     let started = Instant::now();
-    let result = embed::embed_texts(&texts, &tokenizer, &mut embedder, cache.as_mut(), options.batch_size, &|done| {
+    let result = embed::embed_texts(texts, &tokenizer, &mut embedder, cache.as_mut(), options.batch_size, &|done| {
         bar.inc(done as u64)
     });
     bar.finish_and_clear();
@@ -185,13 +199,6 @@ pub fn embed_tables(
         cache.save()?;
     }
     let dim = embedder.dim();
-    let mut per_table = Vec::with_capacity(tables.len());
-    let mut at = 0;
-    for loaded in tables {
-        let rows = loaded.table.n_queries();
-        per_table.push(flat[at * dim..(at + rows) * dim].to_vec());
-        at += rows;
-    }
     if !quiet && stats.embedded == 0 {
         eprintln!("{} texts ({} distinct): every vector from the embedding cache", stats.texts, stats.unique);
     } else if !quiet {
@@ -205,7 +212,7 @@ pub fn embed_tables(
             if stats.tokens > 0 { 100.0 * (stats.padded_tokens as f64 / stats.tokens as f64 - 1.0) } else { 0.0 },
         );
     }
-    Ok((per_table, dim, stats, seconds))
+    Ok((flat, dim, stats, seconds))
 }
 
 pub fn run_embed(config: &EmbedConfig, quiet: bool) -> Result<()> {

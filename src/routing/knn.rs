@@ -1,0 +1,103 @@
+//! The kNN router: a query goes to the LLM with the best mean target among the `k` training
+//! queries nearest to it by cosine similarity of their embeddings. No training beyond storing
+//! the training queries' vectors and targets; `k` is chosen from a grid by leave-one-out on the
+//! training rows (each training query routed by its neighbours other than itself), never by test
+//! rows.
+//!
+//! Its folder and files are `stages::train::knn`'s.
+
+use ndarray::{Array2, ArrayView2, Axis};
+
+/// Training vectors (unit length) and targets.
+#[derive(Debug, Clone)]
+pub struct Knn {
+    /// `[n × d]`, each row of unit length (a zero row stays zero).
+    pub vectors: Array2<f32>,
+    /// `[n × T]`.
+    pub targets: Array2<f64>,
+}
+
+fn normalised(mut vectors: Array2<f32>) -> Array2<f32> {
+    for mut row in vectors.axis_iter_mut(Axis(0)) {
+        let norm = row.dot(&row).sqrt();
+        if norm > 0.0 {
+            row /= norm;
+        }
+    }
+    vectors
+}
+
+impl Knn {
+    pub fn new(vectors: Array2<f32>, targets: Array2<f64>) -> Knn {
+        Knn { vectors: normalised(vectors), targets }
+    }
+
+    /// For each query, its `k` nearest training queries by cosine, nearest first (ties to the
+    /// lower training row). With `leave_one_out`, query i is training row i and is not its own
+    /// neighbour.
+    pub fn neighbours(&self, queries: ArrayView2<'_, f32>, k: usize, leave_one_out: bool) -> Vec<Vec<usize>> {
+        let queries = normalised(queries.to_owned());
+        let mut out = Vec::with_capacity(queries.nrows());
+        // In blocks of queries, so that the similarity matrix stays small.
+        for (block, chunk) in queries.axis_chunks_iter(Axis(0), 256).enumerate() {
+            let similarities = chunk.dot(&self.vectors.t());
+            for (offset, row) in similarities.axis_iter(Axis(0)).enumerate() {
+                let query = block * 256 + offset;
+                let mut order: Vec<usize> = (0..row.len()).filter(|&j| !(leave_one_out && j == query)).collect();
+                let k = k.min(order.len());
+                let by_similarity = |a: &usize, b: &usize| row[*b].total_cmp(&row[*a]).then(a.cmp(b));
+                if k > 0 && k < order.len() {
+                    order.select_nth_unstable_by(k - 1, by_similarity);
+                }
+                order.truncate(k);
+                order.sort_by(by_similarity);
+                out.push(order);
+            }
+        }
+        out
+    }
+
+    /// The mean target per LLM over the first `k` of each query's `neighbours`.
+    pub fn scores_of(&self, neighbours: &[Vec<usize>], k: usize) -> Array2<f64> {
+        let mut out = Array2::<f64>::zeros((neighbours.len(), self.targets.ncols()));
+        for (query, nearest) in neighbours.iter().enumerate() {
+            let nearest = &nearest[..k.min(nearest.len())];
+            if nearest.is_empty() {
+                continue;
+            }
+            let mut scores = out.row_mut(query);
+            for &j in nearest {
+                scores += &self.targets.row(j);
+            }
+            scores /= nearest.len() as f64;
+        }
+        out
+    }
+
+    /// For each query, the mean target per LLM of its `k` nearest training queries.
+    pub fn scores(&self, queries: ArrayView2<'_, f32>, k: usize, leave_one_out: bool) -> Array2<f64> {
+        self.scores_of(&self.neighbours(queries, k, leave_one_out), k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::array;
+
+    use super::*;
+
+    #[test]
+    fn neighbours_decide_and_a_query_is_not_its_own_neighbour_in_validation() {
+        // Two clusters of training queries; LLM 0 is best near (1, 0), LLM 1 near (0, 1).
+        let vectors = array![[1.0f32, 0.0], [0.9, 0.1], [0.95, 0.05], [0.0, 1.0], [0.1, 0.9], [0.05, 0.95]];
+        let targets = array![[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]];
+        let knn = Knn::new(vectors, targets);
+        let scores = knn.scores(array![[2.0f32, 0.1], [0.0, 3.0]].view(), 3, false);
+        assert_eq!(scores, array![[1.0, 0.0], [0.0, 1.0]]);
+        // Leave-one-out with k = 1: row 0's nearest other row is row 2 (0.95, 0.05).
+        let own = knn.scores(knn.vectors.view(), 1, true);
+        assert_eq!(own.row(0).to_vec(), vec![1.0, 0.0]);
+        // k larger than the training set: the mean over all.
+        assert_eq!(knn.scores(array![[1.0f32, 0.0]].view(), 100, false), array![[0.5, 0.5]]);
+    }
+}
