@@ -172,7 +172,12 @@ fn run_report(config: &report::ReportConfig, quiet: bool) -> Result<ExitCode> {
                 return Ok(ExitCode::from(status.code().map_or(1, |code| code.clamp(1, 255) as u8)));
             }
             let read = |table: &crate::table::LoadedTable| crate::stages::route::read_routes(routes.path(), table);
-            report::run(config, Some(&read))?
+            // A router folder names its kind (`knn`); a checkpoint file is a RouterDC router.
+            let name = match crate::stages::train::knn::router_folder(checkpoint) {
+                Some(dir) => crate::stages::train::knn::read_router_file(dir)?.kind,
+                None => report::ROUTER.to_owned(),
+            };
+            report::run(config, Some((&name, &read)))?
         }
     };
     print!("{}", output.markdown);

@@ -11,7 +11,8 @@ use crate::table::{LoadedTable, Split};
 /// Settings of `routerdc route`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RouteConfig {
-    /// `best.safetensors` from `routerdc train` (its `best.json` beside it).
+    /// `best.safetensors` from `routerdc train` (its `best.json` beside it), or a router folder
+    /// from `routerdc train --router knn` (its `router.json` inside).
     #[arg(long, value_name = "FILE")]
     pub checkpoint: PathBuf,
     /// Route every query of these tables instead of reading stdin; needs `--out`.

@@ -591,3 +591,106 @@ fn an_unreadable_cache_shard_is_skipped_and_reported_once() {
     ok(&third);
     assert!(!stderr(&third).contains("skipped"), "reported again: {}", stderr(&third));
 }
+
+#[test]
+fn a_knn_router_trains_routes_reports_and_refuses_another_encoder() {
+    // Planted neighbours: each topic's questions are best answered by one LLM, with the
+    // default (real) encoder, so that questions of a topic are each other's nearest neighbours.
+    let temp = tempfile::tempdir().unwrap();
+    let topics = [
+        (
+            "llm-a",
+            [
+                "How do I solve a quadratic equation?",
+                "What is the derivative of x squared?",
+                "Factor the polynomial x^2 - 1.",
+                "Integrate sin(x) from 0 to pi.",
+            ],
+        ),
+        (
+            "llm-b",
+            [
+                "Who was the first emperor of Rome?",
+                "When did the Second World War end?",
+                "What caused the French Revolution?",
+                "Who built the pyramids of Giza?",
+            ],
+        ),
+        (
+            "llm-c",
+            [
+                "Write a haiku about autumn leaves.",
+                "Compose a sonnet about the sea.",
+                "Give me a limerick about a cat.",
+                "A short poem about the moon, please.",
+            ],
+        ),
+    ];
+    // Training: every question; test: each topic's first question reworded slightly, so that
+    // its nearest training queries are its own topic's.
+    let records = |test: bool| -> Value {
+        let mut out = Vec::new();
+        for (best, questions) in &topics {
+            for (i, question) in questions.iter().enumerate().filter(|(i, _)| !test || *i == 0) {
+                let question =
+                    if test { format!("Please tell me: {}", question.to_lowercase()) } else { (*question).to_owned() };
+                let scores: serde_json::Map<String, Value> = ["llm-a", "llm-b", "llm-c"]
+                    .iter()
+                    .map(|m| ((*m).to_owned(), json!(if m == best { 1.0 } else { 0.0 })))
+                    .collect();
+                out.push(json!({"question": format!("{question} ({i})"), "scores": scores}));
+            }
+        }
+        Value::Array(out)
+    };
+    let train_tables = import_records(&temp.path().join("train"), "mmlu_train", &records(false));
+    let test_tables = import_records(&temp.path().join("test"), "mmlu_test", &records(true));
+    let out = temp.path().join("knn");
+    ok(&routerdc_with_env(
+        [
+            "train",
+            "--router",
+            "knn",
+            "--train",
+            &train_tables,
+            "--test",
+            &test_tables,
+            "--out",
+            out.to_str().unwrap(),
+            "--k",
+            "1,2,12",
+        ],
+        &[],
+    ));
+    let file: Value = serde_json::from_slice(&std::fs::read(out.join("router.json")).unwrap()).unwrap();
+    assert_eq!(file["kind"], "knn");
+    assert_ne!(file["k"], json!(12), "k = 12 mixes every topic, which leave-one-out sees: {file}");
+
+    // Each held-out question goes to its topic's LLM.
+    let report_dir = temp.path().join("report");
+    let report = routerdc_with_env(
+        [
+            "report",
+            "--tables",
+            &test_tables,
+            "--checkpoint",
+            out.to_str().unwrap(),
+            "--out",
+            report_dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    ok(&report);
+    let rows = read_csv(&report_dir.join("baselines.csv"));
+    let knn = rows.iter().find(|r| r["router"] == "knn" && r["scope"] == "dataset").expect("a knn row");
+    assert_eq!(knn["acc_predict"], "1.0", "{}", stdout(&report));
+    assert!(stdout(&report).contains("## Verdict"));
+
+    // A router whose encoder has other hashes than the one found now is refused.
+    let mut edited = file.clone();
+    edited["encoder_key"] = json!("0123456789abcdef0123456789abcdef");
+    std::fs::write(out.join("router.json"), edited.to_string()).unwrap();
+    let refused = route_line(&out);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("not the one the router was trained with"), "{}", stderr(&refused));
+}

@@ -16,7 +16,7 @@ mod figures;
 pub mod verdict;
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub use self::baselines::*;
 use self::cost_quality::{cost_quality, cost_quality_frame, cost_quality_markdown};
@@ -67,7 +67,8 @@ pub type Routes<'a> = &'a dyn Fn(&LoadedTable) -> Result<Vec<usize>>;
 
 /// Read the tables, compute the baselines and write `baselines.{parquet,csv,md}`. With a
 /// checkpoint, `routes` gives, for a table, the router's choice for each of its queries.
-pub fn run(config: &ReportConfig, routes: Option<Routes<'_>>) -> Result<ReportOutput> {
+/// `routes`, when given, names the trained router's rows (`routerdc`, `knn`) and gives its choices.
+pub fn run(config: &ReportConfig, routes: Option<(&str, Routes<'_>)>) -> Result<ReportOutput> {
     let all = crate::io::read_tables(&config.tables)?;
     let mut tables = all.clone();
     if let Some(split) = config.split {
@@ -82,16 +83,18 @@ pub fn run(config: &ReportConfig, routes: Option<Routes<'_>>) -> Result<ReportOu
     if !(config.cost_rate >= 0.0 && config.cost_rate.is_finite()) {
         return Err(Error::setting("cost_rate", format!("{} is not a non-negative number", config.cost_rate)));
     }
-    let routed = match routes {
-        Some(routes) => Some(tables.iter().map(routes).collect::<Result<Vec<_>>>()?),
-        None => None,
+    let (name, routed) = match routes {
+        Some((name, routes)) => (name, Some(tables.iter().map(routes).collect::<Result<Vec<_>>>()?)),
+        None => (ROUTER, None),
     };
     let mut rows = baselines(&tables, &config.groups, config.cost_rate, routed.as_deref())?;
+    for row in rows.iter_mut().filter(|row| row.router == ROUTER) {
+        row.router = name.to_owned();
+    }
     let groups = resolve_groups(&tables, &config.groups)?;
     let task_best = verdict::task_best(&tables, &all, config.split, config.cost_rate);
     rows.extend(verdict::task_best_rows(&tables, &groups, &task_best, config.cost_rate));
-    let routers: Vec<(String, Vec<Vec<usize>>)> =
-        routed.into_iter().map(|routed| (ROUTER.to_owned(), routed)).collect();
+    let routers: Vec<(String, Vec<Vec<usize>>)> = routed.into_iter().map(|routed| (name.to_owned(), routed)).collect();
     let comparisons = verdict::compare(&tables, &groups, &rows, &routers, &task_best, config.bootstrap, config.seed);
     let mut markdown = verdict::verdict_markdown(&comparisons, config.bootstrap, !routers.is_empty());
     markdown.push_str(&to_markdown(&rows));
@@ -126,7 +129,9 @@ pub fn run(config: &ReportConfig, routes: Option<Routes<'_>>) -> Result<ReportOu
         figures.cost_quality.push(dataset.clone());
     }
     written.extend(accuracy_figure(&rows, &out.join(ACC_FIGURE))?);
-    if let Some(log) = config.checkpoint.as_deref().and_then(Path::parent).map(|dir| dir.join("train_log.parquet"))
+    // The training log sits beside a checkpoint file, or in a router folder.
+    let run_dir = config.checkpoint.as_deref().and_then(|path| if path.is_dir() { Some(path) } else { path.parent() });
+    if let Some(log) = run_dir.map(|dir| dir.join("train_log.parquet"))
         && log.is_file()
     {
         written.extend(training_figure(&log, &out.join(TRAINING_FIGURE))?);
@@ -153,7 +158,7 @@ fn report_markdown(config: &ReportConfig, tables: &str, figures: &Figures) -> St
         config
             .checkpoint
             .as_ref()
-            .map(|checkpoint| format!("; router `{}` from `{}`", ROUTER, checkpoint.display()))
+            .map(|checkpoint| format!("; router from `{}`", checkpoint.display()))
             .unwrap_or_default()
     );
     let _ = writeln!(out, "![acc_predict per dataset]({ACC_FIGURE}.png)\n");

@@ -122,9 +122,11 @@ pub struct Comparison {
 impl Comparison {
     /// `beats`, `loses to` or `is indistinguishable from`, by the interval.
     pub fn outcome(&self) -> &'static str {
-        if self.low > 0.0 {
+        // Sums of per-query differences are exact only up to rounding: a bound within 1e-12 of
+        // 0 counts as 0.
+        if self.low > 1e-12 {
             "beats"
-        } else if self.high < 0.0 {
+        } else if self.high < -1e-12 {
             "loses to"
         } else {
             "is indistinguishable from"

@@ -52,7 +52,12 @@ pub fn router_folder(path: &Path) -> Option<&Path> {
 pub fn read_router_file(dir: &Path) -> Result<RouterFile> {
     let path = dir.join(ROUTER_FILE);
     serde_json::from_slice(&crate::io::read_bytes(&path)?).map_err(|error| {
-        Error::bad_file(&path, "not a router's description", "a router folder is written by `routerdc train --router knn`", Some(error.into()))
+        Error::bad_file(
+            &path,
+            "not a router's description",
+            "a router folder is written by `routerdc train --router knn`",
+            Some(error.into()),
+        )
     })
 }
 
@@ -60,10 +65,7 @@ pub fn read_router_file(dir: &Path) -> Result<RouterFile> {
 pub fn write_knn(knn: &Knn, models: &[String], path: &Path) -> Result<()> {
     let mut columns = vec![Column::new(
         "embedding".into(),
-        knn.vectors
-            .axis_iter(Axis(0))
-            .map(|row| Series::new("".into(), row.to_vec()))
-            .collect::<Vec<_>>(),
+        knn.vectors.axis_iter(Axis(0)).map(|row| Series::new("".into(), row.to_vec())).collect::<Vec<_>>(),
     )];
     for (index, model) in models.iter().enumerate() {
         columns.push(Column::new(format!("target:{model}").into(), knn.targets.column(index).to_vec()));
@@ -77,12 +79,16 @@ pub fn read_knn(models: &[String], path: &Path) -> Result<Knn> {
     let hint = "a router folder is written by `routerdc train --router knn`";
     let frame = crate::io::read_parquet_as(path, "kNN router", hint)?;
     let bad = |message: String| Error::bad_file(path, message, hint, None);
-    let list = frame.column("embedding").and_then(|c| c.list().cloned()).map_err(|_| bad("no `embedding` list column".into()))?;
+    let list = frame
+        .column("embedding")
+        .and_then(|c| c.list().cloned())
+        .map_err(|_| bad("no `embedding` list column".into()))?;
     let mut rows = Vec::with_capacity(frame.height());
     for row in list.amortized_iter() {
         let row = row.ok_or_else(|| bad("a null embedding".into()))?;
         let values = row.as_ref().cast(&DataType::Float32).map_err(|_| bad("a non-numeric embedding".into()))?;
-        let values: Vec<f32> = values.f32().map_err(|_| bad("a non-numeric embedding".into()))?.into_no_null_iter().collect();
+        let values: Vec<f32> =
+            values.f32().map_err(|_| bad("a non-numeric embedding".into()))?.into_no_null_iter().collect();
         rows.push(values);
     }
     let dim = rows.first().map_or(0, Vec::len);
@@ -93,10 +99,15 @@ pub fn read_knn(models: &[String], path: &Path) -> Result<Knn> {
     let mut targets = Array2::<f64>::zeros((vectors.nrows(), models.len()));
     for (index, model) in models.iter().enumerate() {
         let name = format!("target:{model}");
-        let column = frame.column(&name).and_then(|c| c.cast(&DataType::Float64)).map_err(|_| bad(format!("no numeric `{name}`")))?;
+        let column = frame
+            .column(&name)
+            .and_then(|c| c.cast(&DataType::Float64))
+            .map_err(|_| bad(format!("no numeric `{name}`")))?;
         let values = column.f64().map_err(|_| bad(format!("no numeric `{name}`")))?;
         for (row, value) in values.iter().enumerate() {
-            targets[[row, index]] = value.filter(|v| v.is_finite()).ok_or_else(|| bad(format!("`{name}` is null or not finite in row {row}")))?;
+            targets[[row, index]] = value
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| bad(format!("`{name}` is null or not finite in row {row}")))?;
         }
     }
     Ok(Knn { vectors, targets })

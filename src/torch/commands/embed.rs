@@ -167,7 +167,11 @@ pub fn embed_tables(
 
 /// Vectors of `texts` (`[texts × dim]`, flat), the dimension, counts and the embedding time;
 /// the cache and the workers as [`embed_tables`].
-pub fn embed_texts(texts: &[&str], options: &EncoderOptions, quiet: bool) -> Result<(Vec<f32>, usize, EmbedStats, f64)> {
+pub fn embed_texts(
+    texts: &[&str],
+    options: &EncoderOptions,
+    quiet: bool,
+) -> Result<(Vec<f32>, usize, EmbedStats, f64)> {
     let files = hf::resolve(options.encoder.as_deref())?;
     let device = device(options.device)?;
     let mut embedder = TorchEmbedder::new(files, options, device)?;

@@ -14,6 +14,9 @@ use super::train::checkpoint::load_router;
 
 /// `routerdc route`: tables to `<out>/<table>.parquet`, or one JSON object per input line.
 pub fn run_route(config: &RouteConfig, quiet: bool) -> Result<()> {
+    if let Some(dir) = routerdc::stages::train::knn::router_folder(&config.checkpoint) {
+        return route_knn(dir, config, quiet);
+    }
     let device = embed::device(config.device)?;
     let loaded = load_router(&config.checkpoint, device)?;
     let models = &loaded.sidecar.models;
@@ -84,6 +87,14 @@ pub fn run_route(config: &RouteConfig, quiet: bool) -> Result<()> {
         outputs.commit()?;
         return Ok(());
     }
+    let queries = read_queries(config)?;
+    let texts: Vec<&str> = queries.iter().map(String::as_str).collect();
+    let probs = if texts.is_empty() { Vec::new() } else { loaded.probabilities(&texts, config.batch_size)? };
+    print_lines(models, "probs", &probs)
+}
+
+/// The queries on stdin (one per line) or in `--jsonl` (`{"text": ...}` or `{"question": ...}`).
+fn read_queries(config: &RouteConfig) -> Result<Vec<String>> {
     let (source, bytes) = match &config.jsonl {
         Some(path) => (path.display().to_string(), routerdc::io::read_bytes(path)?),
         None => {
@@ -125,25 +136,126 @@ pub fn run_route(config: &RouteConfig, quiet: bool) -> Result<()> {
         }
         queries.push(query);
     }
-    let texts: Vec<&str> = queries.iter().map(String::as_str).collect();
-    let probs = if texts.is_empty() { Vec::new() } else { loaded.probabilities(&texts, config.batch_size)? };
+    Ok(queries)
+}
+
+/// One JSON object per query: the chosen LLM and the per-LLM values under `key`, in the
+/// router's model order (a JSON map would sort the keys).
+fn print_lines(models: &[String], key: &str, values: &[Vec<f64>]) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
-    for p in probs {
-        // `probs` in the router's model order (a JSON map would sort the keys).
+    for p in values {
         let entries: Vec<String> = models
             .iter()
-            .zip(&p)
-            .map(|(model, probability)| {
-                format!("{}:{}", serde_json::Value::from(model.as_str()), serde_json::Value::from(*probability))
+            .zip(p)
+            .map(|(model, value)| {
+                format!("{}:{}", serde_json::Value::from(model.as_str()), serde_json::Value::from(*value))
             })
             .collect();
         let line = format!(
-            "{{\"llm\":{},\"probs\":{{{}}}}}\n",
-            serde_json::Value::from(models[first_argmax(&p)].as_str()),
+            "{{\"llm\":{},\"{key}\":{{{}}}}}\n",
+            serde_json::Value::from(models[first_argmax(p)].as_str()),
             entries.join(",")
         );
         std::io::Write::write_all(&mut stdout, line.as_bytes())
             .map_err(|source| Error::Write { path: "<stdout>".into(), source })?;
     }
     Ok(())
+}
+
+/// The routes of a kNN router folder: tables to `<out>/<table>.parquet` (`score:<model>`
+/// columns hold the neighbours' mean targets), or one JSON object per query with `scores`.
+fn route_knn(dir: &std::path::Path, config: &RouteConfig, quiet: bool) -> Result<()> {
+    use routerdc::stages::train::knn::{KNN_FILE, ROUTER_FILE, read_knn, read_router_file};
+    let file = read_router_file(dir)?;
+    if file.kind != "knn" {
+        return Err(Error::bad_file(
+            dir.join(ROUTER_FILE),
+            format!("unknown router kind `{}`", file.kind),
+            "this routerdc routes `knn` folders and RouterDC checkpoints",
+            None,
+        ));
+    }
+    let options = super::train::knn::encoder_options(
+        file.encoder.clone(),
+        file.max_length,
+        file.truncation,
+        config.batch_size,
+        config.device,
+    );
+    let found = super::train::knn::encoder_key(&options)?;
+    if found != file.encoder_key {
+        return Err(Error::bad_file(
+            dir.join(ROUTER_FILE),
+            format!(
+                "the encoder found now (`{}`) is not the one the router was trained with",
+                file.encoder.as_deref().unwrap_or("the bundled default")
+            ),
+            "install the encoder the router was trained with, or train the router again with this one",
+            None,
+        ));
+    }
+    let knn = read_knn(&file.models, &dir.join(KNN_FILE))?;
+    let route = |flat: Vec<f32>, dim: usize| -> Result<Vec<Vec<f64>>> {
+        let rows = flat.len() / dim.max(1);
+        let queries = ndarray::Array2::from_shape_vec((rows, dim), flat)
+            .map_err(|source| Error::failed("Failed to shape the embeddings", source))?;
+        if dim != knn.vectors.ncols() {
+            return Err(Error::bad_file(
+                dir.join(KNN_FILE),
+                format!("vectors of {} dimensions, the encoder gives {dim}", knn.vectors.ncols()),
+                "",
+                None,
+            ));
+        }
+        Ok(knn.scores(queries.view(), file.k, false).outer_iter().map(|row| row.to_vec()).collect())
+    };
+    let models = &file.models;
+    if let Some(tables_dir) = &config.tables {
+        let out = config.out.as_ref().ok_or_else(|| Error::setting("out", "`--tables` needs `--out DIR`"))?;
+        let mut tables = routerdc::io::read_tables(tables_dir)?;
+        if let Some(split) = config.split {
+            tables = select_split(tables, split);
+        }
+        for table in &tables {
+            if table.table.models != *models {
+                return Err(Error::ModelListMismatch {
+                    first_path: dir.join(ROUTER_FILE),
+                    first: models.clone(),
+                    second_path: table.path.clone(),
+                    second: table.table.models.clone(),
+                });
+            }
+        }
+        let (vectors, dim, _, _) = embed::embed_tables(&tables, &options, quiet)?;
+        let outputs = routerdc::io::Outputs::new(out)?;
+        for (table, flat) in tables.iter().zip(vectors) {
+            let scores = route(flat, dim)?;
+            let choices: Vec<usize> = scores.iter().map(|s| first_argmax(s)).collect();
+            let mut columns = vec![
+                Column::new("query_id".into(), &table.table.query_ids),
+                Column::new("llm".into(), choices.iter().map(|&c| models[c].as_str()).collect::<Vec<_>>()),
+                Column::new("llm_index".into(), choices.iter().map(|&c| c as i64).collect::<Vec<_>>()),
+            ];
+            for (index, model) in models.iter().enumerate() {
+                columns.push(Column::new(
+                    format!("score:{model}").into(),
+                    scores.iter().map(|s| s[index]).collect::<Vec<_>>(),
+                ));
+            }
+            let mut frame = DataFrame::new_infer_height(columns).map_err(Error::polars("building the routes"))?;
+            let path = routerdc::io::named_file(outputs.dir(), &table.table.dataset, ".parquet")?;
+            routerdc::io::write_parquet(&mut frame, &path)?;
+        }
+        outputs.commit()?;
+        return Ok(());
+    }
+    let queries = read_queries(config)?;
+    let texts: Vec<&str> = queries.iter().map(String::as_str).collect();
+    let scores = if texts.is_empty() {
+        Vec::new()
+    } else {
+        let (flat, dim, _, _) = embed::embed_texts(&texts, &options, true)?;
+        route(flat, dim)?
+    };
+    print_lines(models, "scores", &scores)
 }

@@ -12,6 +12,7 @@
 #![allow(clippy::assign_op_pattern)]
 
 pub mod checkpoint;
+pub mod knn;
 pub mod optim;
 
 use std::time::Instant;
@@ -60,6 +61,9 @@ struct Data {
 }
 
 pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
+    if config.router == train::RouterKind::Knn {
+        return knn::run(config, quiet);
+    }
     let (train_tables, test_tables) = train::load_tables(config)?;
     train::check(config, &train_tables, &test_tables)?;
     for loaded in train_tables.iter().chain(&test_tables) {

@@ -1,0 +1,155 @@
+//! `routerdc train --router knn`: embed the training (and test) queries with the frozen encoder
+//! (mean pooling, through `embed`'s cache and workers), keep their vectors and targets, and choose
+//! k from `--k` by leave-one-out on the training rows. Writes a router folder (`router.json`,
+//! `knn.parquet`) that `route` and `report --checkpoint DIR` load.
+
+use std::time::Instant;
+
+use ndarray::Array2;
+
+use routerdc::error::{Error, Result};
+use routerdc::hf::{self, Pooling};
+use routerdc::routing::{self, knn::Knn};
+use routerdc::stages::embed::{self as stage_embed, EncoderOptions};
+use routerdc::stages::train::knn::{KNN_FILE, ROUTER_FILE, RouterFile, write_knn};
+use routerdc::stages::train::{self, TrainConfig};
+use routerdc::table::LoadedTable;
+
+use crate::torch::commands::embed::TorchEmbedder;
+use crate::torch::commands::embed::{device, embed_tables};
+
+/// The encoder settings of a kNN router: mean pooling (the sentence embedding MiniLM-style
+/// encoders are trained for), the run's length and truncation, the cache and all cores.
+pub fn encoder_options(
+    encoder: Option<String>,
+    max_length: usize,
+    truncation: hf::tokenize::TruncationSide,
+    batch_size: usize,
+    device: stage_embed::DeviceChoice,
+) -> EncoderOptions {
+    EncoderOptions {
+        encoder,
+        pooling: Pooling::Mean,
+        max_length,
+        truncation,
+        batch_size,
+        device,
+        workers: 0,
+        no_cache: false,
+    }
+}
+
+/// The cache key of the encoder `options` name, as found now.
+pub fn encoder_key(options: &EncoderOptions) -> Result<String> {
+    let files = hf::resolve(options.encoder.as_deref())?;
+    let embedder = TorchEmbedder::new(files, options, device(options.device)?)?;
+    stage_embed::encoder_key(&embedder.files, options, embedder.tokenizer.max_length)
+}
+
+/// `[rows × dim]` of a table's flat vectors.
+fn matrix(flat: Vec<f32>, dim: usize) -> Result<Array2<f32>> {
+    let rows = flat.len() / dim.max(1);
+    Array2::from_shape_vec((rows, dim), flat).map_err(|source| Error::failed("Failed to shape the embeddings", source))
+}
+
+/// Per table, acc_predict of routing each query to the argmax of its `scores` rows.
+fn evaluate(tables: &[LoadedTable], scores: &Array2<f64>, cost_rate: f64) -> Vec<(String, f64, f64)> {
+    let mut at = 0;
+    tables
+        .iter()
+        .map(|loaded| {
+            let n = loaded.table.n_queries();
+            let choices: Vec<usize> =
+                (at..at + n).map(|row| routing::first_argmax(&scores.row(row).to_vec())).collect();
+            at += n;
+            let (acc, acc_predict) = routing::evaluate(&loaded.table, &choices, cost_rate);
+            (loaded.table.dataset.clone(), acc, acc_predict)
+        })
+        .collect()
+}
+
+pub fn run(config: &TrainConfig, quiet: bool) -> Result<()> {
+    let started = Instant::now();
+    let (train_tables, test_tables) = train::load_tables(config)?;
+    let all: Vec<LoadedTable> = train_tables.iter().chain(&test_tables).cloned().collect();
+    routerdc::table::check_same_models(&all)?;
+    for loaded in &all {
+        stage_embed::check_texts(loaded)?;
+    }
+    let grid: Vec<usize> = config.k.iter().copied().filter(|&k| k > 0).collect();
+    if grid.is_empty() {
+        return Err(Error::setting("k", "give at least one k above 0 (`--k 5,10,25`)"));
+    }
+    let models = train_tables[0].table.models.clone();
+    let options =
+        encoder_options(config.encoder.clone(), config.max_length, config.truncation, config.batch_size, config.device);
+    let (vectors, dim, _, _) = embed_tables(&all, &options, quiet)?;
+    let train_rows: usize = train_tables.iter().map(|loaded| loaded.table.n_queries()).sum();
+    let flat: Vec<f32> = vectors.concat();
+    let all_vectors = matrix(flat, dim)?;
+    let train_vectors = all_vectors.slice(ndarray::s![..train_rows, ..]).to_owned();
+    let test_vectors = all_vectors.slice(ndarray::s![train_rows.., ..]).to_owned();
+    let mut targets = Array2::<f64>::zeros((train_rows, models.len()));
+    let mut row = 0;
+    for loaded in &train_tables {
+        for query in 0..loaded.table.n_queries() {
+            let target = routing::targets(&loaded.table, query, config.cost_rate);
+            targets.row_mut(row).assign(&ndarray::Array1::from(target));
+            row += 1;
+        }
+    }
+    let knn = Knn::new(train_vectors, targets);
+
+    // Leave-one-out on the training rows: the neighbours once for the largest k, every k from them.
+    let largest = grid.iter().copied().max().unwrap_or(1);
+    let neighbours = knn.neighbours(knn.vectors.view(), largest, true);
+    let mut validation = Vec::with_capacity(grid.len());
+    for &k in &grid {
+        let per_table = evaluate(&train_tables, &knn.scores_of(&neighbours, k), config.cost_rate);
+        validation.push((k, train::log::average(&per_table)));
+    }
+    let (k, best) = validation
+        .iter()
+        .copied()
+        .fold((grid[0], f64::NEG_INFINITY), |best, (k, v)| if v > best.1 { (k, v) } else { best });
+    let test = if test_tables.is_empty() {
+        Vec::new()
+    } else {
+        evaluate(&test_tables, &knn.scores(test_vectors.view(), k, false), config.cost_rate)
+    };
+
+    let file = RouterFile {
+        kind: "knn".into(),
+        routerdc_version: env!("CARGO_PKG_VERSION").to_owned(),
+        models: models.clone(),
+        encoder: config.encoder.clone(),
+        encoder_key: encoder_key(&options)?,
+        pooling: options.pooling,
+        max_length: config.max_length,
+        truncation: config.truncation,
+        k,
+        validation: validation.clone(),
+        cost_rate: config.cost_rate,
+    };
+    let outputs = routerdc::io::Outputs::new(&config.out)?;
+    let json = serde_json::to_string_pretty(&file).map_err(Error::serialize(ROUTER_FILE))?;
+    write_knn(&knn, &models, &outputs.dir().join(KNN_FILE))?;
+    routerdc::io::write_text(&json, &outputs.dir().join(ROUTER_FILE))?;
+    outputs.commit()?;
+    if !quiet {
+        let tried: Vec<String> = validation.iter().map(|(k, v)| format!("k={k}: {:.2}", 100.0 * v)).collect();
+        eprintln!("kNN over {train_rows} training queries; leave-one-out validation acc_predict {}", tried.join(", "));
+        let test_line = if test.is_empty() {
+            String::new()
+        } else {
+            format!("; test acc_predict {:.2}", 100.0 * train::log::average(&test))
+        };
+        eprintln!(
+            "kept k = {k} (validation {:.2}{test_line}) in {:.1} s; wrote {}",
+            100.0 * best,
+            started.elapsed().as_secs_f64(),
+            config.out.join(ROUTER_FILE).display()
+        );
+    }
+    Ok(())
+}
