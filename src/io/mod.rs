@@ -206,20 +206,42 @@ pub fn write_text(text: &str, path: &Path) -> Result<()> {
     })
 }
 
+/// How much uncompressed data a parquet file may declare, per byte of file: polars allocates
+/// what the metadata declares, so a crafted footer could ask for any amount. routerdc's own
+/// files (zstd) declare a few bytes per byte; the bound leaves room for very repetitive data.
+const PARQUET_EXPANSION: u64 = 256;
+
+/// A reader for `path` whose metadata has been checked against [`PARQUET_EXPANSION`]; the error
+/// message when it cannot be used.
+fn parquet_reader(path: &Path) -> Result<std::result::Result<ParquetReader<File>, String>> {
+    let file = File::open(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+    let length = file.metadata().map_err(|source| Error::Read { path: path.to_path_buf(), source })?.len();
+    let mut reader = ParquetReader::new(file);
+    let declared: u64 = match reader.get_metadata() {
+        Ok(metadata) => metadata.row_groups.iter().map(|group| group.total_byte_size() as u64).sum(),
+        Err(error) => return Ok(Err(error.to_string())),
+    };
+    let budget = length.saturating_mul(PARQUET_EXPANSION).saturating_add(64 << 20);
+    if declared > budget {
+        return Ok(Err(format!(
+            "its metadata declares {declared} bytes of data in a file of {length} bytes, more than routerdc reads ({PARQUET_EXPANSION} per byte + 64 MiB)"
+        )));
+    }
+    Ok(Ok(reader))
+}
+
 /// A parquet file that is not a scored table (a training log, routes, embeddings): an unreadable
 /// one is bad input named as `what`, with `hint` saying where such a file comes from.
 pub fn read_parquet_as(path: &Path, what: &str, hint: &str) -> Result<DataFrame> {
-    let file = File::open(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
-    ParquetReader::new(file)
-        .finish()
-        .map_err(|source| Error::bad_file(path, format!("not a readable {what}"), hint, Some(source.into())))
+    let reader = parquet_reader(path)?
+        .map_err(|why| Error::bad_file(path, format!("not a readable {what}: {why}"), hint, None))?;
+    reader.finish().map_err(|source| Error::bad_file(path, format!("not a readable {what}"), hint, Some(source.into())))
 }
 
 pub fn read_parquet(path: &Path) -> Result<DataFrame> {
-    let file = File::open(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
-    ParquetReader::new(file)
-        .finish()
-        .map_err(|source| Error::table(path, format!("it is not a readable parquet file ({source})")))
+    let reader = parquet_reader(path)?
+        .map_err(|why| Error::table(path, format!("it is not a readable parquet file ({why})")))?;
+    reader.finish().map_err(|source| Error::table(path, format!("it is not a readable parquet file ({source})")))
 }
 
 /// `<dir>/<name><suffix>` for a name that comes from data (a dataset name), checked first to be
