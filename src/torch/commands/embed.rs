@@ -239,8 +239,20 @@ pub fn run_embed(config: &EmbedConfig, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-/// `embed`'s settings that give a frozen encoder's h: first token, the router's length and
-/// truncation, the embedding cache and parallel workers.
+/// `embed`'s settings for an encoder used inside a router: the router's pooling, length and
+/// truncation, with the embedding cache and one worker per core.
+pub fn router_options(
+    encoder: Option<String>,
+    pooling: Pooling,
+    max_length: usize,
+    truncation: TruncationSide,
+    batch_size: usize,
+    device: DeviceChoice,
+) -> EncoderOptions {
+    EncoderOptions { encoder, pooling, max_length, truncation, batch_size, device, workers: 0, no_cache: false }
+}
+
+/// `embed`'s settings that give a frozen RouterDC encoder's h: the first token.
 pub fn frozen_options(
     encoder: Option<String>,
     max_length: usize,
@@ -248,14 +260,5 @@ pub fn frozen_options(
     batch_size: usize,
     device: DeviceChoice,
 ) -> EncoderOptions {
-    EncoderOptions {
-        encoder,
-        pooling: Pooling::First,
-        max_length,
-        truncation,
-        batch_size,
-        device,
-        workers: 0,
-        no_cache: false,
-    }
+    router_options(encoder, Pooling::First, max_length, truncation, batch_size, device)
 }

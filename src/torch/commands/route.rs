@@ -27,17 +27,7 @@ pub fn run_route(config: &RouteConfig, quiet: bool) -> Result<()> {
             tables = select_split(tables, split);
         }
         // Every table is checked before anything is computed or written.
-        for table in &tables {
-            if table.table.models != *models {
-                return Err(Error::ModelListMismatch {
-                    first_path: config.checkpoint.clone(),
-                    first: models.clone(),
-                    second_path: table.path.clone(),
-                    second: table.table.models.clone(),
-                });
-            }
-            stage_embed::check_texts(table)?;
-        }
+        check_tables(&tables, models, &config.checkpoint)?;
         // A router trained with a frozen encoder has the encoder's own weights: its h are
         // `embed`'s vectors, from the embedding cache and parallel workers.
         let frozen = if loaded.sidecar.settings.freeze_encoder {
@@ -64,21 +54,7 @@ pub fn run_route(config: &RouteConfig, quiet: bool) -> Result<()> {
                 }
                 None => loaded.probabilities(&texts, config.batch_size)?,
             };
-            let choices: Vec<usize> = probs.iter().map(|p| first_argmax(p)).collect();
-            let mut columns = vec![
-                Column::new("query_id".into(), &table.table.query_ids),
-                Column::new("llm".into(), choices.iter().map(|&c| models[c].as_str()).collect::<Vec<_>>()),
-                Column::new("llm_index".into(), choices.iter().map(|&c| c as i64).collect::<Vec<_>>()),
-            ];
-            for (index, model) in models.iter().enumerate() {
-                columns.push(Column::new(
-                    format!("prob:{model}").into(),
-                    probs.iter().map(|p| p[index]).collect::<Vec<_>>(),
-                ));
-            }
-            let mut frame = DataFrame::new_infer_height(columns).map_err(Error::polars("building the routes"))?;
-            let path = routerdc::io::named_file(outputs.dir(), &table.table.dataset, ".parquet")?;
-            routerdc::io::write_parquet(&mut frame, &path)?;
+            let path = write_routes(table, models, "prob", &probs, outputs.dir())?;
             if !quiet {
                 let path = outputs.final_path(&path);
                 eprintln!("{:<28} {:>7} queries routed → {}", table.table.dataset, texts.len(), path.display());
@@ -216,16 +192,7 @@ fn route_knn(dir: &std::path::Path, config: &RouteConfig, quiet: bool) -> Result
         if let Some(split) = config.split {
             tables = select_split(tables, split);
         }
-        for table in &tables {
-            if table.table.models != *models {
-                return Err(Error::ModelListMismatch {
-                    first_path: dir.join(ROUTER_FILE),
-                    first: models.clone(),
-                    second_path: table.path.clone(),
-                    second: table.table.models.clone(),
-                });
-            }
-        }
+        check_tables(&tables, models, &dir.join(ROUTER_FILE))?;
         let (vectors, dim, _, _) = embed::embed_tables(&tables, &options, quiet)?;
         let outputs = routerdc::io::Outputs::new(out)?;
         for (table, flat) in tables.iter().zip(vectors) {
@@ -258,4 +225,46 @@ fn route_knn(dir: &std::path::Path, config: &RouteConfig, quiet: bool) -> Result
         route(flat, dim)?
     };
     print_lines(models, "scores", &scores)
+}
+
+/// Every table routed by a router of `models` (named by `router`) must list those models, and
+/// have a text for every query.
+fn check_tables(tables: &[routerdc::table::LoadedTable], models: &[String], router: &std::path::Path) -> Result<()> {
+    for table in tables {
+        if table.table.models != models {
+            return Err(Error::ModelListMismatch {
+                first_path: router.to_path_buf(),
+                first: models.to_vec(),
+                second_path: table.path.clone(),
+                second: table.table.models.clone(),
+            });
+        }
+        stage_embed::check_texts(table)?;
+    }
+    Ok(())
+}
+
+/// `<dir>/<table>.parquet`: `query_id`, the chosen `llm` and `llm_index` (the argmax of each
+/// row of `values`), and `<prefix>:<model>` columns with the values; returns its path.
+fn write_routes(
+    table: &routerdc::table::LoadedTable,
+    models: &[String],
+    prefix: &str,
+    values: &[Vec<f64>],
+    dir: &std::path::Path,
+) -> Result<std::path::PathBuf> {
+    let choices: Vec<usize> = values.iter().map(|v| first_argmax(v)).collect();
+    let mut columns = vec![
+        Column::new("query_id".into(), &table.table.query_ids),
+        Column::new("llm".into(), choices.iter().map(|&c| models[c].as_str()).collect::<Vec<_>>()),
+        Column::new("llm_index".into(), choices.iter().map(|&c| c as i64).collect::<Vec<_>>()),
+    ];
+    for (index, model) in models.iter().enumerate() {
+        columns
+            .push(Column::new(format!("{prefix}:{model}").into(), values.iter().map(|v| v[index]).collect::<Vec<_>>()));
+    }
+    let mut frame = DataFrame::new_infer_height(columns).map_err(Error::polars("building the routes"))?;
+    let path = routerdc::io::named_file(dir, &table.table.dataset, ".parquet")?;
+    routerdc::io::write_parquet(&mut frame, &path)?;
+    Ok(path)
 }

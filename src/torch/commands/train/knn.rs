@@ -27,16 +27,7 @@ pub fn encoder_options(
     batch_size: usize,
     device: stage_embed::DeviceChoice,
 ) -> EncoderOptions {
-    EncoderOptions {
-        encoder,
-        pooling: Pooling::Mean,
-        max_length,
-        truncation,
-        batch_size,
-        device,
-        workers: 0,
-        no_cache: false,
-    }
+    crate::torch::commands::embed::router_options(encoder, Pooling::Mean, max_length, truncation, batch_size, device)
 }
 
 /// The cache key of the encoder `options` name, as found now.
