@@ -686,6 +686,24 @@ fn a_knn_router_trains_routes_reports_and_refuses_another_encoder() {
     assert_eq!(knn["acc_predict"], "1.0", "{}", stdout(&report));
     assert!(stdout(&report).contains("## Verdict"));
 
+    // The cluster router on the same data: three centroids, one per topic.
+    let clustered = temp.path().join("cluster");
+    ok(&routerdc_with_env(
+        ["train", "--router", "cluster", "--clusters", "3", "--train", &train_tables, "--out", clustered.to_str().unwrap()],
+        &[],
+    ));
+    let cluster_report = temp.path().join("cluster_report");
+    ok(&routerdc_with_env(
+        ["report", "--tables", &test_tables, "--checkpoint", clustered.to_str().unwrap(), "--out", cluster_report.to_str().unwrap()],
+        &[],
+    ));
+    let rows = read_csv(&cluster_report.join("baselines.csv"));
+    let row = rows.iter().find(|r| r["router"] == "cluster" && r["scope"] == "dataset").expect("a cluster row");
+    assert_eq!(row["acc_predict"], "1.0", "each topic is its own cluster");
+    let routed = route_line(&clustered);
+    ok(&routed);
+    assert!(stdout(&routed).contains("\"scores\""), "{}", stdout(&routed));
+
     // A router whose encoder has other hashes than the one found now is refused.
     let mut edited = file.clone();
     edited["encoder_key"] = json!("0123456789abcdef0123456789abcdef");

@@ -1,6 +1,8 @@
-//! A kNN router's folder (`train --router knn --out DIR`): `router.json` ([`RouterFile`]), which
-//! any consumer reads first to learn the kind, and `knn.parquet`, one row per training query
-//! (`embedding`, `target:<model>`...). The routing itself is `routing::knn`.
+//! A router folder (`train --router knn|cluster --out DIR`): `router.json` ([`RouterFile`]),
+//! which any consumer reads first to learn the kind, and the stored vectors with their targets:
+//! `knn.parquet` (one row per training query) or `centroids.parquet` (one row per k-means
+//! centroid, with its cluster's mean target), each `embedding`, `target:<model>`... The routing
+//! itself is `routing::knn` (a cluster router is 1-nearest-centroid).
 
 use std::path::Path;
 
@@ -15,7 +17,7 @@ use crate::routing::knn::Knn;
 /// kind in advance.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RouterFile {
-    /// `knn`.
+    /// `knn` or `cluster` (a cluster router is a 1-nearest-centroid router).
     pub kind: String,
     pub routerdc_version: String,
     /// The LLMs, in target order.
@@ -36,7 +38,19 @@ pub struct RouterFile {
 }
 
 pub const ROUTER_FILE: &str = "router.json";
+/// The stored vectors and targets of a router folder: training queries (`knn`) or centroids
+/// (`cluster`).
 pub const KNN_FILE: &str = "knn.parquet";
+pub const CENTROIDS_FILE: &str = "centroids.parquet";
+
+/// The vectors file of a router kind, or `None` for a kind this build does not know.
+pub fn vectors_file(kind: &str) -> Option<&'static str> {
+    match kind {
+        "knn" => Some(KNN_FILE),
+        "cluster" => Some(CENTROIDS_FILE),
+        _ => None,
+    }
+}
 
 /// Whether `path` is a router folder (or its `router.json`) rather than a RouterDC checkpoint.
 pub fn router_folder(path: &Path) -> Option<&Path> {

@@ -27,6 +27,9 @@ pub enum RouterKind {
     Routerdc,
     /// k nearest training queries by cosine of frozen embeddings; k chosen by leave-one-out.
     Knn,
+    /// k-means over the training queries' frozen embeddings; a query goes to the best LLM (mean
+    /// target) of its nearest centroid.
+    Cluster,
 }
 
 /// Settings of `routerdc train` (defaults: the reference implementation's).
@@ -123,7 +126,7 @@ pub struct TrainConfig {
     /// Continue the run saved in `--out` (`last.*`) with the same settings; `--steps` may grow.
     #[arg(long)]
     pub resume: bool,
-    /// The router to make: RouterDC (a checkpoint) or kNN (a router folder, `router.json`).
+    /// The router to make: RouterDC (a checkpoint), kNN or cluster (a router folder, `router.json`).
     #[arg(long, value_enum, default_value_t = RouterKind::Routerdc)]
     #[serde(default)]
     pub router: RouterKind,
@@ -131,6 +134,10 @@ pub struct TrainConfig {
     #[arg(long, value_delimiter = ',', default_value = "5,10,25,50,100")]
     #[serde(default)]
     pub k: Vec<usize>,
+    /// Cluster router: the number of k-means clusters.
+    #[arg(long, default_value_t = 5)]
+    #[serde(default)]
+    pub clusters: usize,
 }
 
 /// The training and test tables, each cut to its `--train-split` / `--test-split` rows.

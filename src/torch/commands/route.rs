@@ -141,16 +141,16 @@ fn print_lines(models: &[String], key: &str, values: &[Vec<f64>]) -> Result<()> 
 /// The routes of a kNN router folder: tables to `<out>/<table>.parquet` (`score:<model>`
 /// columns hold the neighbours' mean targets), or one JSON object per query with `scores`.
 fn route_knn(dir: &std::path::Path, config: &RouteConfig, quiet: bool) -> Result<()> {
-    use routerdc::stages::train::knn::{KNN_FILE, ROUTER_FILE, read_knn, read_router_file};
+    use routerdc::stages::train::knn::{ROUTER_FILE, read_knn, read_router_file, vectors_file};
     let file = read_router_file(dir)?;
-    if file.kind != "knn" {
+    let Some(vectors_name) = vectors_file(&file.kind) else {
         return Err(Error::bad_file(
             dir.join(ROUTER_FILE),
             format!("unknown router kind `{}`", file.kind),
-            "this routerdc routes `knn` folders and RouterDC checkpoints",
+            "this routerdc routes `knn` and `cluster` folders and RouterDC checkpoints",
             None,
         ));
-    }
+    };
     let options = super::train::knn::encoder_options(
         file.encoder.clone(),
         file.max_length,
@@ -170,14 +170,14 @@ fn route_knn(dir: &std::path::Path, config: &RouteConfig, quiet: bool) -> Result
             None,
         ));
     }
-    let knn = read_knn(&file.models, &dir.join(KNN_FILE))?;
+    let knn = read_knn(&file.models, &dir.join(vectors_name))?;
     let route = |flat: Vec<f32>, dim: usize| -> Result<Vec<Vec<f64>>> {
         let rows = flat.len() / dim.max(1);
         let queries = ndarray::Array2::from_shape_vec((rows, dim), flat)
             .map_err(|source| Error::failed("Failed to shape the embeddings", source))?;
         if dim != knn.vectors.ncols() {
             return Err(Error::bad_file(
-                dir.join(KNN_FILE),
+                dir.join(vectors_name),
                 format!("vectors of {} dimensions, the encoder gives {dim}", knn.vectors.ncols()),
                 "",
                 None,

@@ -11,7 +11,7 @@ use routerdc::error::{Error, Result};
 use routerdc::hf::{self, Pooling};
 use routerdc::routing::{self, knn::Knn};
 use routerdc::stages::embed::{self as stage_embed, EncoderOptions};
-use routerdc::stages::train::knn::{KNN_FILE, ROUTER_FILE, RouterFile, write_knn};
+use routerdc::stages::train::knn::{ROUTER_FILE, RouterFile, write_knn};
 use routerdc::stages::train::{self, TrainConfig};
 use routerdc::table::LoadedTable;
 
@@ -90,6 +90,21 @@ pub fn run(config: &TrainConfig, quiet: bool) -> Result<()> {
         }
     }
     let knn = Knn::new(train_vectors, targets);
+    if config.router == train::RouterKind::Cluster {
+        let per_table: Vec<Array2<f32>> =
+            vectors.into_iter().take(train_tables.len()).map(|flat| matrix(flat, dim)).collect::<Result<_>>()?;
+        return cluster_router(
+            config,
+            &options,
+            &train_tables,
+            &test_tables,
+            &per_table,
+            &knn,
+            test_vectors,
+            started,
+            quiet,
+        );
+    }
 
     // Leave-one-out on the training rows: the neighbours once for the largest k, every k from them.
     let largest = grid.iter().copied().max().unwrap_or(1);
@@ -122,11 +137,7 @@ pub fn run(config: &TrainConfig, quiet: bool) -> Result<()> {
         validation: validation.clone(),
         cost_rate: config.cost_rate,
     };
-    let outputs = routerdc::io::Outputs::new(&config.out)?;
-    let json = serde_json::to_string_pretty(&file).map_err(Error::serialize(ROUTER_FILE))?;
-    write_knn(&knn, &models, &outputs.dir().join(KNN_FILE))?;
-    routerdc::io::write_text(&json, &outputs.dir().join(ROUTER_FILE))?;
-    outputs.commit()?;
+    write_folder(&config.out, &file, &knn)?;
     if !quiet {
         let tried: Vec<String> = validation.iter().map(|(k, v)| format!("k={k}: {:.2}", 100.0 * v)).collect();
         eprintln!("kNN over {train_rows} training queries; leave-one-out validation acc_predict {}", tried.join(", "));
@@ -138,6 +149,118 @@ pub fn run(config: &TrainConfig, quiet: bool) -> Result<()> {
         eprintln!(
             "kept k = {k} (validation {:.2}{test_line}) in {:.1} s; wrote {}",
             100.0 * best,
+            started.elapsed().as_secs_f64(),
+            config.out.join(ROUTER_FILE).display()
+        );
+    }
+    Ok(())
+}
+
+/// `router.json` and the vectors file of `file.kind`, into `out` together.
+fn write_folder(out: &std::path::Path, file: &RouterFile, stored: &Knn) -> Result<()> {
+    let vectors = routerdc::stages::train::knn::vectors_file(&file.kind)
+        .ok_or_else(|| Error::setting("router", format!("no folder layout for `{}`", file.kind)))?;
+    let outputs = routerdc::io::Outputs::new(out)?;
+    let json = serde_json::to_string_pretty(file).map_err(Error::serialize(ROUTER_FILE))?;
+    write_knn(stored, &file.models, &outputs.dir().join(vectors))?;
+    routerdc::io::write_text(&json, &outputs.dir().join(ROUTER_FILE))?;
+    outputs.commit()?;
+    Ok(())
+}
+
+/// `--router cluster`: k-means (linfa, as `routerdc cluster`) over the training vectors; each
+/// training query is then assigned to its nearest centroid by cosine (the rule routing uses),
+/// and each centroid keeps its queries' mean target (the mean over all training queries for a
+/// centroid that gets none).
+#[allow(clippy::too_many_arguments)]
+fn cluster_router(
+    config: &TrainConfig,
+    options: &EncoderOptions,
+    train_tables: &[LoadedTable],
+    test_tables: &[LoadedTable],
+    per_table: &[Array2<f32>],
+    training: &Knn,
+    test_vectors: Array2<f32>,
+    started: Instant,
+    quiet: bool,
+) -> Result<()> {
+    use routerdc::stages::cluster::{self, ClusterConfig, FitOn, Reduce};
+    if config.clusters == 0 {
+        return Err(Error::setting("clusters", "must be at least 1"));
+    }
+    let settings = ClusterConfig {
+        tables: config.train.clone(),
+        out: config.out.clone(),
+        embeddings: None,
+        k: config.clusters,
+        seed: config.seed,
+        max_iterations: 1000,
+        tolerance: 1e-4,
+        restarts: 3,
+        max_per_table: 0,
+        fit_on: FitOn::All,
+        reduce: Reduce::None,
+        dims: 5,
+        encoder: options.clone(),
+    };
+    let clustering = cluster::cluster(&settings, train_tables, per_table)?;
+    let models = train_tables[0].table.models.clone();
+    let centres = Knn::new(clustering.centroids.clone(), Array2::zeros((config.clusters, models.len())));
+    let nearest = centres.neighbours(training.vectors.view(), 1, false);
+    let overall = training.targets.mean_axis(ndarray::Axis(0)).unwrap_or_else(|| ndarray::Array1::zeros(models.len()));
+    let mut targets = Array2::<f64>::zeros((config.clusters, models.len()));
+    let mut counts = vec![0usize; config.clusters];
+    for (row, centre) in nearest.iter().enumerate() {
+        if let Some(&centre) = centre.first() {
+            let mut sum = targets.row_mut(centre);
+            sum += &training.targets.row(row);
+            counts[centre] += 1;
+        }
+    }
+    for (centre, &count) in counts.iter().enumerate() {
+        let mut row = targets.row_mut(centre);
+        if count == 0 {
+            row.assign(&overall);
+        } else {
+            row /= count as f64;
+        }
+    }
+    let router = Knn::new(clustering.centroids, targets);
+    let validation = train::log::average(&evaluate(
+        train_tables,
+        &router.scores(training.vectors.view(), 1, false),
+        config.cost_rate,
+    ));
+    let test = if test_tables.is_empty() {
+        Vec::new()
+    } else {
+        evaluate(test_tables, &router.scores(test_vectors.view(), 1, false), config.cost_rate)
+    };
+    let file = RouterFile {
+        kind: "cluster".into(),
+        routerdc_version: env!("CARGO_PKG_VERSION").to_owned(),
+        models,
+        encoder: config.encoder.clone(),
+        encoder_key: encoder_key(options)?,
+        pooling: options.pooling,
+        max_length: config.max_length,
+        truncation: config.truncation,
+        k: 1,
+        validation: vec![(config.clusters, validation)],
+        cost_rate: config.cost_rate,
+    };
+    write_folder(&config.out, &file, &router)?;
+    if !quiet {
+        let test_line = if test.is_empty() {
+            String::new()
+        } else {
+            format!("; test acc_predict {:.2}", 100.0 * train::log::average(&test))
+        };
+        eprintln!(
+            "cluster router: {} clusters over {} training queries (sizes {counts:?}); training acc_predict {:.2}{test_line}; {:.1} s; wrote {}",
+            config.clusters,
+            training.vectors.nrows(),
+            100.0 * validation,
             started.elapsed().as_secs_f64(),
             config.out.join(ROUTER_FILE).display()
         );

@@ -61,7 +61,7 @@ struct Data {
 }
 
 pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
-    if config.router == train::RouterKind::Knn {
+    if matches!(config.router, train::RouterKind::Knn | train::RouterKind::Cluster) {
         return knn::run(config, quiet);
     }
     let (train_tables, test_tables) = train::load_tables(config)?;
