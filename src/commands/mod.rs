@@ -153,33 +153,47 @@ fn run_export(config: &import::ExportConfig, quiet: bool) -> Result<ExitCode> {
 }
 
 fn run_report(config: &report::ReportConfig, quiet: bool) -> Result<ExitCode> {
-    let output = match &config.checkpoint {
-        None => report::run(config, None)?,
-        Some(checkpoint) => {
-            // The router's choices come from `routerdc-torch route`, into a temporary folder.
-            let routes =
-                tempfile::tempdir().map_err(|source| crate::Error::Write { path: std::env::temp_dir(), source })?;
-            // Only the rows the report reads are routed.
-            let mut route = child::command(crate::torch_helper());
-            route.arg("--quiet").arg("route").arg("--checkpoint").arg(checkpoint).arg("--tables").arg(&config.tables);
-            route.arg("--out").arg(routes.path());
-            if let Some(split) = config.split {
-                route.arg("--split").arg(split.as_str());
-            }
-            let status =
-                route.status().map_err(|source| crate::Error::input_from("cannot run routerdc-torch", "", source))?;
-            if !status.success() {
-                return Ok(ExitCode::from(status.code().map_or(1, |code| code.clamp(1, 255) as u8)));
-            }
-            let read = |table: &crate::table::LoadedTable| crate::stages::route::read_routes(routes.path(), table);
-            // A router folder names its kind (`knn`); a checkpoint file is a RouterDC router.
-            let name = match crate::stages::train::knn::router_folder(checkpoint) {
-                Some(dir) => crate::stages::train::knn::read_router_file(dir)?.kind,
-                None => report::ROUTER.to_owned(),
-            };
-            report::run(config, Some((&name, &read)))?
+    // Each router's choices come from `routerdc-torch route`, into a temporary folder; only the
+    // rows the report reads are routed.
+    let mut folders = Vec::with_capacity(config.checkpoint.len());
+    let mut names: Vec<String> = Vec::with_capacity(config.checkpoint.len());
+    for checkpoint in &config.checkpoint {
+        let routes =
+            tempfile::tempdir().map_err(|source| crate::Error::Write { path: std::env::temp_dir(), source })?;
+        let mut route = child::command(crate::torch_helper());
+        route.arg("--quiet").arg("route").arg("--checkpoint").arg(checkpoint).arg("--tables").arg(&config.tables);
+        route.arg("--out").arg(routes.path());
+        if let Some(split) = config.split {
+            route.arg("--split").arg(split.as_str());
         }
-    };
+        let status =
+            route.status().map_err(|source| crate::Error::input_from("cannot run routerdc-torch", "", source))?;
+        if !status.success() {
+            return Ok(ExitCode::from(status.code().map_or(1, |code| code.clamp(1, 255) as u8)));
+        }
+        // A router folder names its kind (`knn`, `cluster`); a checkpoint file is a RouterDC
+        // router. A second router of a kind is named by its folder too.
+        let kind = match crate::stages::train::knn::router_folder(checkpoint) {
+            Some(dir) => crate::stages::train::knn::read_router_file(dir)?.kind,
+            None => report::ROUTER.to_owned(),
+        };
+        let name = if names.contains(&kind) {
+            let folder = if checkpoint.is_dir() { Some(checkpoint.as_path()) } else { checkpoint.parent() };
+            let folder = folder.and_then(|dir| dir.file_name()).map(|name| name.to_string_lossy().into_owned());
+            format!("{kind}:{}", folder.unwrap_or_else(|| names.len().to_string()))
+        } else {
+            kind
+        };
+        names.push(name);
+        folders.push(routes);
+    }
+    let readers: Vec<_> = folders
+        .iter()
+        .map(|routes| move |table: &crate::table::LoadedTable| crate::stages::route::read_routes(routes.path(), table))
+        .collect();
+    let routes: Vec<(String, report::Routes<'_>)> =
+        names.into_iter().zip(&readers).map(|(name, read)| (name, read as report::Routes<'_>)).collect();
+    let output = report::run(config, &routes)?;
     print!("{}", output.markdown);
     for path in &output.files {
         note(quiet, format_args!("wrote {}", path.display()));

@@ -689,17 +689,58 @@ fn a_knn_router_trains_routes_reports_and_refuses_another_encoder() {
     // The cluster router on the same data: three centroids, one per topic.
     let clustered = temp.path().join("cluster");
     ok(&routerdc_with_env(
-        ["train", "--router", "cluster", "--clusters", "3", "--train", &train_tables, "--out", clustered.to_str().unwrap()],
+        [
+            "train",
+            "--router",
+            "cluster",
+            "--clusters",
+            "3",
+            "--train",
+            &train_tables,
+            "--out",
+            clustered.to_str().unwrap(),
+        ],
         &[],
     ));
     let cluster_report = temp.path().join("cluster_report");
     ok(&routerdc_with_env(
-        ["report", "--tables", &test_tables, "--checkpoint", clustered.to_str().unwrap(), "--out", cluster_report.to_str().unwrap()],
+        [
+            "report",
+            "--tables",
+            &test_tables,
+            "--checkpoint",
+            clustered.to_str().unwrap(),
+            "--out",
+            cluster_report.to_str().unwrap(),
+        ],
         &[],
     ));
     let rows = read_csv(&cluster_report.join("baselines.csv"));
     let row = rows.iter().find(|r| r["router"] == "cluster" && r["scope"] == "dataset").expect("a cluster row");
     assert_eq!(row["acc_predict"], "1.0", "each topic is its own cluster");
+    // Both routers in one report, each compared with the baselines.
+    let both = temp.path().join("both_report");
+    let report = routerdc_with_env(
+        [
+            "report",
+            "--tables",
+            &test_tables,
+            "--checkpoint",
+            out.to_str().unwrap(),
+            "--checkpoint",
+            clustered.to_str().unwrap(),
+            "--out",
+            both.to_str().unwrap(),
+        ],
+        &[],
+    );
+    ok(&report);
+    let rows = read_csv(&both.join("baselines.csv"));
+    for router in ["knn", "cluster"] {
+        let group = rows.iter().find(|r| r["router"] == router && r["scope"] == "group").expect("a group row");
+        assert!(!group["vs_best_single"].is_empty(), "{router}: no comparison in {group:?}");
+        assert!(stdout(&report).contains(&format!("| all | {router} | best_single |")), "{}", stdout(&report));
+    }
     let routed = route_line(&clustered);
     ok(&routed);
     assert!(stdout(&routed).contains("\"scores\""), "{}", stdout(&routed));

@@ -43,9 +43,11 @@ pub struct ReportConfig {
     /// For tables with costs, rank LLMs by `quality − cost_rate × cost` for `acc` and the oracle.
     #[arg(long, default_value_t = 0.0)]
     pub cost_rate: f64,
-    /// A trained router (`best.safetensors` from `routerdc train`): its rows (`routerdc`) come first.
-    #[arg(long, value_name = "FILE")]
-    pub checkpoint: Option<PathBuf>,
+    /// A trained router: `best.safetensors` from `routerdc train` (rows `routerdc`) or a router
+    /// folder from `train --router knn|cluster` (rows named by its kind). Repeatable: every
+    /// router's rows come first, in this order, and each is compared with the baselines.
+    #[arg(long = "checkpoint", value_name = "FILE|DIR")]
+    pub checkpoint: Vec<PathBuf>,
     /// Resamples of the paired bootstrap behind the verdict's intervals.
     #[arg(long, default_value_t = 1000)]
     pub bootstrap: usize,
@@ -68,7 +70,7 @@ pub type Routes<'a> = &'a dyn Fn(&LoadedTable) -> Result<Vec<usize>>;
 /// Read the tables, compute the baselines and write `baselines.{parquet,csv,md}`. With a
 /// checkpoint, `routes` gives, for a table, the router's choice for each of its queries.
 /// `routes`, when given, names the trained router's rows (`routerdc`, `knn`) and gives its choices.
-pub fn run(config: &ReportConfig, routes: Option<(&str, Routes<'_>)>) -> Result<ReportOutput> {
+pub fn run(config: &ReportConfig, routes: &[(String, Routes<'_>)]) -> Result<ReportOutput> {
     let all = crate::io::read_tables(&config.tables)?;
     let mut tables = all.clone();
     if let Some(split) = config.split {
@@ -83,18 +85,21 @@ pub fn run(config: &ReportConfig, routes: Option<(&str, Routes<'_>)>) -> Result<
     if !(config.cost_rate >= 0.0 && config.cost_rate.is_finite()) {
         return Err(Error::setting("cost_rate", format!("{} is not a non-negative number", config.cost_rate)));
     }
-    let (name, routed) = match routes {
-        Some((name, routes)) => (name, Some(tables.iter().map(routes).collect::<Result<Vec<_>>>()?)),
-        None => (ROUTER, None),
-    };
-    let mut rows = baselines(&tables, &config.groups, config.cost_rate, routed.as_deref())?;
-    for row in rows.iter_mut().filter(|row| row.router == ROUTER) {
-        row.router = name.to_owned();
-    }
+    let routers: Vec<(String, Vec<Vec<usize>>)> = routes
+        .iter()
+        .map(|(name, routes)| Ok((name.clone(), tables.iter().map(routes).collect::<Result<Vec<_>>>()?)))
+        .collect::<Result<_>>()?;
     let groups = resolve_groups(&tables, &config.groups)?;
+    // The routers' rows first, in the order given, then the baselines.
+    let mut rows = Vec::new();
+    for (name, routed) in &routers {
+        let per_table: Vec<Option<(Vec<usize>, Option<String>)>> =
+            routed.iter().map(|choices| Some((choices.clone(), None))).collect();
+        rows.extend(verdict::router_rows(&tables, &groups, name, &per_table, config.cost_rate));
+    }
+    rows.extend(baselines(&tables, &config.groups, config.cost_rate, None)?);
     let task_best = verdict::task_best(&tables, &all, config.split, config.cost_rate);
     rows.extend(verdict::task_best_rows(&tables, &groups, &task_best, config.cost_rate));
-    let routers: Vec<(String, Vec<Vec<usize>>)> = routed.into_iter().map(|routed| (name.to_owned(), routed)).collect();
     let comparisons = verdict::compare(&tables, &groups, &rows, &routers, &task_best, config.bootstrap, config.seed);
     let mut markdown = verdict::verdict_markdown(&comparisons, config.bootstrap, !routers.is_empty());
     markdown.push_str(&to_markdown(&rows));
@@ -130,10 +135,9 @@ pub fn run(config: &ReportConfig, routes: Option<(&str, Routes<'_>)>) -> Result<
     }
     written.extend(accuracy_figure(&rows, &out.join(ACC_FIGURE))?);
     // The training log sits beside a checkpoint file, or in a router folder.
-    let run_dir = config.checkpoint.as_deref().and_then(|path| if path.is_dir() { Some(path) } else { path.parent() });
-    if let Some(log) = run_dir.map(|dir| dir.join("train_log.parquet"))
-        && log.is_file()
-    {
+    let run_dirs =
+        config.checkpoint.iter().filter_map(|path| if path.is_dir() { Some(path.as_path()) } else { path.parent() });
+    if let Some(log) = run_dirs.map(|dir| dir.join("train_log.parquet")).find(|log| log.is_file()) {
         written.extend(training_figure(&log, &out.join(TRAINING_FIGURE))?);
         figures.training = true;
     }
@@ -157,9 +161,9 @@ fn report_markdown(config: &ReportConfig, tables: &str, figures: &Figures) -> St
         config.split.map(|split| format!(", rows of the `{}` split", split.as_str())).unwrap_or_default(),
         config
             .checkpoint
-            .as_ref()
+            .iter()
             .map(|checkpoint| format!("; router from `{}`", checkpoint.display()))
-            .unwrap_or_default()
+            .collect::<String>()
     );
     let _ = writeln!(out, "![acc_predict per dataset]({ACC_FIGURE}.png)\n");
     out.push_str(tables);

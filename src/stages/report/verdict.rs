@@ -75,12 +75,31 @@ pub fn task_best_rows(
     choices: &[Option<usize>],
     cost_rate: f64,
 ) -> Vec<ReportRow> {
+    let per_table: Vec<Option<(Vec<usize>, Option<String>)>> = tables
+        .iter()
+        .zip(choices)
+        .map(|(loaded, choice)| {
+            choice.map(|choice| (vec![choice; loaded.table.n_queries()], Some(loaded.table.models[choice].clone())))
+        })
+        .collect();
+    router_rows(tables, groups, TASK_BEST, &per_table, cost_rate)
+}
+
+/// The rows of a router named `name` that routes table i by `per_table[i]` (its choices, and
+/// the LLM when one takes the whole table): one per table it routes, one per group whose tables
+/// it all routes.
+pub fn router_rows(
+    tables: &[LoadedTable],
+    groups: &[Group],
+    name: &str,
+    per_table: &[Option<(Vec<usize>, Option<String>)>],
+    cost_rate: f64,
+) -> Vec<ReportRow> {
     let mut rows = Vec::new();
-    for (loaded, choice) in tables.iter().zip(choices) {
-        let Some(choice) = *choice else { continue };
-        let table = &loaded.table;
-        let row = super::baselines::routed_row(table, &vec![choice; table.n_queries()], cost_rate);
-        rows.push(ReportRow { router: TASK_BEST.to_owned(), llm: Some(table.models[choice].clone()), ..row });
+    for (loaded, routed) in tables.iter().zip(per_table) {
+        let Some((choices, llm)) = routed else { continue };
+        let row = super::baselines::routed_row(&loaded.table, choices, cost_rate);
+        rows.push(ReportRow { router: name.to_owned(), llm: llm.clone(), ..row });
     }
     for group in groups {
         let members: Vec<&ReportRow> = rows.iter().filter(|row| group.datasets.contains(&row.dataset)).collect();
@@ -92,7 +111,7 @@ pub fn task_best_rows(
         let group_row = ReportRow {
             scope: Scope::Group,
             dataset: group.id.clone(),
-            router: TASK_BEST.to_owned(),
+            router: name.to_owned(),
             llm: if same_llm { members[0].llm.clone() } else { None },
             n_queries: members.iter().map(|row| row.n_queries).sum(),
             acc: members.iter().map(|row| row.acc).sum::<f64>() / k,
