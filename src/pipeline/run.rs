@@ -140,7 +140,10 @@ pub fn run(
         }
         let inputs = hash_inputs(stage, &pipeline.dir)?;
         let command = command_line(stage);
-        let fingerprint = fingerprint(&command, &inputs);
+        // The resolved settings too (defaults included): a routerdc whose stage gained a setting
+        // or changed a default runs the stage again instead of keeping outputs made otherwise.
+        let settings = toml::to_string(&stage.resolved).map_err(|e| Error::failed(format!("Failed to write {CONFIG}"), e))?;
+        let fingerprint = fingerprint(&command, &settings, &inputs);
         let forced = config.force || config.only.is_some() || config.from.is_some();
         let previous = read_manifest(&stage.dir);
         let unchanged = previous.as_ref().is_some_and(|manifest| {
@@ -334,9 +337,11 @@ fn hash_file(path: &Path) -> Result<FileHash> {
     Ok(FileHash { path: path.to_path_buf(), bytes, blake3: hasher.finalize().to_hex().to_string() })
 }
 
-fn fingerprint(command: &[String], inputs: &[FileHash]) -> String {
+fn fingerprint(command: &[String], settings: &str, inputs: &[FileHash]) -> String {
     let mut hasher = blake3::Hasher::new();
     hasher.update(env!("CARGO_PKG_VERSION").as_bytes());
+    hasher.update(&(settings.len() as u64).to_le_bytes());
+    hasher.update(settings.as_bytes());
     for part in command {
         hasher.update(&(part.len() as u64).to_le_bytes());
         hasher.update(part.as_bytes());
