@@ -142,7 +142,8 @@ pub fn run(
         let command = command_line(stage);
         // The resolved settings too (defaults included): a routerdc whose stage gained a setting
         // or changed a default runs the stage again instead of keeping outputs made otherwise.
-        let settings = toml::to_string(&stage.resolved).map_err(|e| Error::failed(format!("Failed to write {CONFIG}"), e))?;
+        let settings =
+            toml::to_string(&stage.resolved).map_err(|e| Error::failed(format!("Failed to write {CONFIG}"), e))?;
         let fingerprint = fingerprint(&command, &settings, &inputs);
         let forced = config.force || config.only.is_some() || config.from.is_some();
         let previous = read_manifest(&stage.dir);

@@ -736,9 +736,15 @@ fn a_knn_router_trains_routes_reports_and_refuses_another_encoder() {
     );
     ok(&report);
     let rows = read_csv(&both.join("baselines.csv"));
+    let alone = read_csv(&cluster_report.join("baselines.csv"));
     for router in ["knn", "cluster"] {
         let group = rows.iter().find(|r| r["router"] == router && r["scope"] == "group").expect("a group row");
         assert!(!group["vs_best_single"].is_empty(), "{router}: no comparison in {group:?}");
+        if router == "cluster" {
+            // The interval does not depend on the other routers in the report.
+            let by_itself = alone.iter().find(|r| r["router"] == router && r["scope"] == "group").unwrap();
+            assert_eq!(group["vs_best_single_low"], by_itself["vs_best_single_low"]);
+        }
         assert!(stdout(&report).contains(&format!("| all | {router} | best_single |")), "{}", stdout(&report));
     }
     let routed = route_line(&clustered);

@@ -9,7 +9,8 @@
 //! - **A paired bootstrap**: the queries of each table are resampled with replacement (the same
 //!   draws for the router and the baseline), the group average of their per-query credit
 //!   difference is taken, `resamples` times from a seeded generator; the 95% interval is the
-//!   2.5th and 97.5th percentiles (nearest rank) of those averages.
+//!   2.5th and 97.5th percentiles (nearest rank) of those averages. Every comparison draws the
+//!   same resamples, so a router's interval does not depend on the other routers reported.
 
 use std::fmt::Write as _;
 
@@ -196,7 +197,6 @@ pub fn compare(
     seed: u64,
 ) -> Vec<Comparison> {
     let mut out = Vec::new();
-    let mut rng = routing::rng(seed);
     let group_row = |group: &str, router: &str| {
         rows.iter().find(|row| row.scope == Scope::Group && row.dataset == group && row.router == router)
     };
@@ -221,7 +221,9 @@ pub fn compare(
                         (credits(table, |row| choices[i][row]), credits(table, |_| per_table[i]))
                     })
                     .collect();
-                let (difference, low, high) = bootstrap(&pairs, resamples, &mut rng);
+                // Every comparison draws the same resamples (a generator seeded afresh): a
+                // router's interval does not depend on which other routers are in the report.
+                let (difference, low, high) = bootstrap(&pairs, resamples, &mut routing::rng(seed));
                 let baseline_value = group_row(&group.id, baseline).map_or(f64::NAN, |row| row.acc_predict);
                 out.push(Comparison {
                     group: group.id.clone(),
