@@ -592,6 +592,16 @@ fn an_unreadable_cache_shard_is_skipped_and_reported_once() {
     assert!(!stderr(&third).contains("skipped"), "reported again: {}", stderr(&third));
 }
 
+/// `routerdc report --tables TABLES --checkpoint C... --out OUT`.
+fn report_with(tables: &str, checkpoints: &[&Path], out: &Path) -> Output {
+    let mut args = vec!["report".to_owned(), "--tables".into(), tables.to_owned()];
+    for checkpoint in checkpoints {
+        args.extend(["--checkpoint".to_owned(), checkpoint.display().to_string()]);
+    }
+    args.extend(["--out".to_owned(), out.display().to_string()]);
+    routerdc_with_env(&args, &[])
+}
+
 #[test]
 fn a_knn_router_trains_routes_reports_and_refuses_another_encoder() {
     // Planted neighbours: each topic's questions are best answered by one LLM, with the
@@ -668,18 +678,7 @@ fn a_knn_router_trains_routes_reports_and_refuses_another_encoder() {
 
     // Each held-out question goes to its topic's LLM.
     let report_dir = temp.path().join("report");
-    let report = routerdc_with_env(
-        [
-            "report",
-            "--tables",
-            &test_tables,
-            "--checkpoint",
-            out.to_str().unwrap(),
-            "--out",
-            report_dir.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let report = report_with(&test_tables, &[&out], &report_dir);
     ok(&report);
     let rows = read_csv(&report_dir.join("baselines.csv"));
     let knn = rows.iter().find(|r| r["router"] == "knn" && r["scope"] == "dataset").expect("a knn row");
@@ -703,37 +702,13 @@ fn a_knn_router_trains_routes_reports_and_refuses_another_encoder() {
         &[],
     ));
     let cluster_report = temp.path().join("cluster_report");
-    ok(&routerdc_with_env(
-        [
-            "report",
-            "--tables",
-            &test_tables,
-            "--checkpoint",
-            clustered.to_str().unwrap(),
-            "--out",
-            cluster_report.to_str().unwrap(),
-        ],
-        &[],
-    ));
+    ok(&report_with(&test_tables, &[&clustered], &cluster_report));
     let rows = read_csv(&cluster_report.join("baselines.csv"));
     let row = rows.iter().find(|r| r["router"] == "cluster" && r["scope"] == "dataset").expect("a cluster row");
     assert_eq!(row["acc_predict"], "1.0", "each topic is its own cluster");
     // Both routers in one report, each compared with the baselines.
     let both = temp.path().join("both_report");
-    let report = routerdc_with_env(
-        [
-            "report",
-            "--tables",
-            &test_tables,
-            "--checkpoint",
-            out.to_str().unwrap(),
-            "--checkpoint",
-            clustered.to_str().unwrap(),
-            "--out",
-            both.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let report = report_with(&test_tables, &[&out, &clustered], &both);
     ok(&report);
     let rows = read_csv(&both.join("baselines.csv"));
     let alone = read_csv(&cluster_report.join("baselines.csv"));

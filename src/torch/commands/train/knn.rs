@@ -141,11 +141,7 @@ pub fn run(config: &TrainConfig, quiet: bool) -> Result<()> {
     if !quiet {
         let tried: Vec<String> = validation.iter().map(|(k, v)| format!("k={k}: {:.2}", 100.0 * v)).collect();
         eprintln!("kNN over {train_rows} training queries; leave-one-out validation acc_predict {}", tried.join(", "));
-        let test_line = if test.is_empty() {
-            String::new()
-        } else {
-            format!("; test acc_predict {:.2}", 100.0 * train::log::average(&test))
-        };
+        let test_line = test_summary(&test);
         eprintln!(
             "kept k = {k} (validation {:.2}{test_line}) in {:.1} s; wrote {}",
             100.0 * best,
@@ -251,11 +247,7 @@ fn cluster_router(
     };
     write_folder(&config.out, &file, &router)?;
     if !quiet {
-        let test_line = if test.is_empty() {
-            String::new()
-        } else {
-            format!("; test acc_predict {:.2}", 100.0 * train::log::average(&test))
-        };
+        let test_line = test_summary(&test);
         eprintln!(
             "cluster router: {} clusters over {} training queries (sizes {counts:?}); training acc_predict {:.2}{test_line}; {:.1} s; wrote {}",
             config.clusters,
@@ -266,4 +258,9 @@ fn cluster_router(
         );
     }
     Ok(())
+}
+
+/// `; test acc_predict NN.NN` when there were test tables, for the closing line.
+fn test_summary(test: &[(String, f64, f64)]) -> String {
+    if test.is_empty() { String::new() } else { format!("; test acc_predict {:.2}", 100.0 * train::log::average(test)) }
 }
