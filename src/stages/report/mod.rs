@@ -71,16 +71,18 @@ pub type Routes<'a> = &'a dyn Fn(&LoadedTable) -> Result<Vec<usize>>;
 /// checkpoint, `routes` gives, for a table, the router's choice for each of its queries.
 /// `routes`, when given, names the trained router's rows (`routerdc`, `knn`) and gives its choices.
 pub fn run(config: &ReportConfig, routes: &[(String, Routes<'_>)]) -> Result<ReportOutput> {
+    // Every table as read (task_best's training rows come from there), and the reported rows:
+    // a copy only when a split is selected.
     let all = crate::io::read_tables(&config.tables)?;
-    let mut tables = all.clone();
-    if let Some(split) = config.split {
-        tables = select_split(tables, split);
-        if tables.is_empty() {
-            return Err(Error::setting(
-                "split",
-                format!("no table in `{}` has `{}` rows", config.tables.display(), split.as_str()),
-            ));
-        }
+    let selected = config.split.map(|split| select_split(all.clone(), split));
+    let tables: &[LoadedTable] = selected.as_deref().unwrap_or(&all);
+    if let Some(split) = config.split
+        && tables.is_empty()
+    {
+        return Err(Error::setting(
+            "split",
+            format!("no table in `{}` has `{}` rows", config.tables.display(), split.as_str()),
+        ));
     }
     if !(config.cost_rate >= 0.0 && config.cost_rate.is_finite()) {
         return Err(Error::setting("cost_rate", format!("{} is not a non-negative number", config.cost_rate)));
@@ -89,25 +91,25 @@ pub fn run(config: &ReportConfig, routes: &[(String, Routes<'_>)]) -> Result<Rep
         .iter()
         .map(|(name, routes)| Ok((name.clone(), tables.iter().map(routes).collect::<Result<Vec<_>>>()?)))
         .collect::<Result<_>>()?;
-    let groups = resolve_groups(&tables, &config.groups)?;
+    let groups = resolve_groups(tables, &config.groups)?;
     // The routers' rows first, in the order given, then the baselines.
     let mut rows = Vec::new();
     for (name, routed) in &routers {
         let per_table: Vec<Option<(Vec<usize>, Option<String>)>> =
             routed.iter().map(|choices| Some((choices.clone(), None))).collect();
-        rows.extend(verdict::router_rows(&tables, &groups, name, &per_table, config.cost_rate));
+        rows.extend(verdict::router_rows(tables, &groups, name, &per_table, config.cost_rate));
     }
-    rows.extend(baselines(&tables, &config.groups, config.cost_rate, None)?);
-    let task_best = verdict::task_best(&tables, &all, config.split, config.cost_rate);
-    rows.extend(verdict::task_best_rows(&tables, &groups, &task_best, config.cost_rate));
-    let comparisons = verdict::compare(&tables, &groups, &rows, &routers, &task_best, config.bootstrap, config.seed);
+    rows.extend(baselines(tables, &config.groups, config.cost_rate, None)?);
+    let task_best = verdict::task_best(tables, &all, config.split, config.cost_rate);
+    rows.extend(verdict::task_best_rows(tables, &groups, &task_best, config.cost_rate));
+    let comparisons = verdict::compare(tables, &groups, &rows, &routers, &task_best, config.bootstrap, config.seed);
     let mut markdown = verdict::verdict_markdown(&comparisons, config.bootstrap, !routers.is_empty());
     markdown.push_str(&to_markdown(&rows));
     let mut frame = to_frame(&rows)?;
     for column in verdict::comparison_columns(&rows, &comparisons) {
         frame.with_column(column).map_err(Error::polars("adding the comparison columns"))?;
     }
-    let cost_rows = cost_quality(&rows, &tables);
+    let cost_rows = cost_quality(&rows, tables);
     let mut cost_frame = if cost_rows.is_empty() { None } else { Some(cost_quality_frame(&cost_rows)?) };
     if !cost_rows.is_empty() {
         markdown.push_str(&cost_quality_markdown(&cost_rows));

@@ -22,12 +22,7 @@ pub fn run_route(config: &RouteConfig, quiet: bool) -> Result<()> {
     let models = &loaded.sidecar.models;
     if let Some(dir) = &config.tables {
         let out = config.out.as_ref().ok_or_else(|| Error::setting("out", "`--tables` needs `--out DIR`"))?;
-        let mut tables = routerdc::io::read_tables(dir)?;
-        if let Some(split) = config.split {
-            tables = select_split(tables, split);
-        }
-        // Every table is checked before anything is computed or written.
-        check_tables(&tables, models, &config.checkpoint)?;
+        let tables = tables_to_route(dir, config, models, &config.checkpoint)?;
         // A router trained with a frozen encoder has the encoder's own weights: its h are
         // `embed`'s vectors, from the embedding cache and parallel workers.
         let frozen = if loaded.sidecar.settings.freeze_encoder {
@@ -188,30 +183,11 @@ fn route_knn(dir: &std::path::Path, config: &RouteConfig, quiet: bool) -> Result
     let models = &file.models;
     if let Some(tables_dir) = &config.tables {
         let out = config.out.as_ref().ok_or_else(|| Error::setting("out", "`--tables` needs `--out DIR`"))?;
-        let mut tables = routerdc::io::read_tables(tables_dir)?;
-        if let Some(split) = config.split {
-            tables = select_split(tables, split);
-        }
-        check_tables(&tables, models, &dir.join(ROUTER_FILE))?;
+        let tables = tables_to_route(tables_dir, config, models, &dir.join(ROUTER_FILE))?;
         let (vectors, dim, _, _) = embed::embed_tables(&tables, &options, quiet)?;
         let outputs = routerdc::io::Outputs::new(out)?;
         for (table, flat) in tables.iter().zip(vectors) {
-            let scores = route(flat, dim)?;
-            let choices: Vec<usize> = scores.iter().map(|s| first_argmax(s)).collect();
-            let mut columns = vec![
-                Column::new("query_id".into(), &table.table.query_ids),
-                Column::new("llm".into(), choices.iter().map(|&c| models[c].as_str()).collect::<Vec<_>>()),
-                Column::new("llm_index".into(), choices.iter().map(|&c| c as i64).collect::<Vec<_>>()),
-            ];
-            for (index, model) in models.iter().enumerate() {
-                columns.push(Column::new(
-                    format!("score:{model}").into(),
-                    scores.iter().map(|s| s[index]).collect::<Vec<_>>(),
-                ));
-            }
-            let mut frame = DataFrame::new_infer_height(columns).map_err(Error::polars("building the routes"))?;
-            let path = routerdc::io::named_file(outputs.dir(), &table.table.dataset, ".parquet")?;
-            routerdc::io::write_parquet(&mut frame, &path)?;
+            write_routes(table, models, "score", &route(flat, dim)?, outputs.dir())?;
         }
         outputs.commit()?;
         return Ok(());
@@ -227,10 +203,20 @@ fn route_knn(dir: &std::path::Path, config: &RouteConfig, quiet: bool) -> Result
     print_lines(models, "scores", &scores)
 }
 
-/// Every table routed by a router of `models` (named by `router`) must list those models, and
-/// have a text for every query.
-fn check_tables(tables: &[routerdc::table::LoadedTable], models: &[String], router: &std::path::Path) -> Result<()> {
-    for table in tables {
+/// The tables of `dir` to route (`--split`'s rows), each checked before anything is computed or
+/// written: it lists the router's `models` (the router named by `router`) and has a text for
+/// every query.
+fn tables_to_route(
+    dir: &std::path::Path,
+    config: &RouteConfig,
+    models: &[String],
+    router: &std::path::Path,
+) -> Result<Vec<routerdc::table::LoadedTable>> {
+    let mut tables = routerdc::io::read_tables(dir)?;
+    if let Some(split) = config.split {
+        tables = select_split(tables, split);
+    }
+    for table in &tables {
         if table.table.models != models {
             return Err(Error::ModelListMismatch {
                 first_path: router.to_path_buf(),
@@ -241,7 +227,7 @@ fn check_tables(tables: &[routerdc::table::LoadedTable], models: &[String], rout
         }
         stage_embed::check_texts(table)?;
     }
-    Ok(())
+    Ok(tables)
 }
 
 /// `<dir>/<table>.parquet`: `query_id`, the chosen `llm` and `llm_index` (the argmax of each
