@@ -8,7 +8,7 @@
 # outputs/quickstart/<stage>/, the report in outputs/quickstart/report/report.md. A second run
 # skips every stage whose inputs and settings are unchanged. Extra arguments go to `routerdc run`
 # (`--force`, `--from train`, `--set train.steps=100`, ...). The set-up (scripts/setup.sh) and the
-# build (scripts/build.sh, with its progress shown; ~25-30 minutes the first time) come first.
+# build (scripts/build.sh, with its progress shown; ~20-30 minutes the first time) come first.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh

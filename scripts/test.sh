@@ -8,7 +8,7 @@
 #    taken from the environment, else ../shared/routerdc-data when it exists, made absolute.
 #    Without them those tests say they were skipped.
 # 3. cargo test --release --locked, with the build's progress shown (the first build compiles
-#    ~500 crates: about 25-30 minutes on 2 cores; later builds recompile only routerdc).
+#    ~500 crates: about 20-30 minutes on 2 cores; later builds recompile only routerdc).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh
