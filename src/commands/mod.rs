@@ -173,8 +173,8 @@ fn run_report(config: &report::ReportConfig, quiet: bool) -> Result<ExitCode> {
         }
         // A router folder names its kind (`knn`, `cluster`); a checkpoint file is a RouterDC
         // router. A second router of a kind is named by its folder too.
-        let kind = match crate::stages::train::knn::router_folder(checkpoint) {
-            Some(dir) => crate::stages::train::knn::read_router_file(dir)?.kind,
+        let kind = match crate::stages::train::folder::router_folder(checkpoint) {
+            Some(dir) => crate::stages::train::folder::read_router_file(dir)?.kind,
             None => report::ROUTER.to_owned(),
         };
         let name = if names.contains(&kind) {

@@ -4,7 +4,7 @@
 //! training rows (each training query routed by its neighbours other than itself), never by test
 //! rows.
 //!
-//! Its folder and files are `stages::train::knn`'s.
+//! Its folder and files are `stages::train::folder`'s.
 
 use ndarray::{Array2, ArrayView2, Axis};
 
@@ -17,7 +17,8 @@ pub struct Knn {
     pub targets: Array2<f64>,
 }
 
-fn normalised(mut vectors: Array2<f32>) -> Array2<f32> {
+/// Each row scaled to unit length (a zero row stays zero).
+pub fn normalised(mut vectors: Array2<f32>) -> Array2<f32> {
     for mut row in vectors.axis_iter_mut(Axis(0)) {
         let norm = row.dot(&row).sqrt();
         if norm > 0.0 {

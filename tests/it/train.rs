@@ -603,7 +603,7 @@ fn report_with(tables: &str, checkpoints: &[&Path], out: &Path) -> Output {
 }
 
 #[test]
-fn a_knn_router_trains_routes_reports_and_refuses_another_encoder() {
+fn knn_cluster_and_mlp_routers_train_route_report_and_refuse_bad_files() {
     // Planted neighbours: each topic's questions are best answered by one LLM, with the
     // default (real) encoder, so that questions of a topic are each other's nearest neighbours.
     let temp = tempfile::tempdir().unwrap();
@@ -725,6 +725,55 @@ fn a_knn_router_trains_routes_reports_and_refuses_another_encoder() {
     let routed = route_line(&clustered);
     ok(&routed);
     assert!(stdout(&routed).contains("\"scores\""), "{}", stdout(&routed));
+
+    // The MLP router (linear here) learns the same three topics from nine of the questions,
+    // three held out to choose its epoch.
+    let mlp = temp.path().join("mlp");
+    let trained = routerdc_with_env(
+        [
+            "train",
+            "--router",
+            "mlp",
+            "--hidden",
+            "0",
+            "--learning-rate",
+            "0.05",
+            "--validation-ratio",
+            "0.25",
+            "--train",
+            &train_tables,
+            "--test",
+            &test_tables,
+            "--out",
+            mlp.to_str().unwrap(),
+        ],
+        &[],
+    );
+    ok(&trained);
+    assert!(stderr(&trained).contains("(3 held out)"), "{}", stderr(&trained));
+    let mlp_report = temp.path().join("mlp_report");
+    ok(&report_with(&test_tables, &[&mlp], &mlp_report));
+    let rows = read_csv(&mlp_report.join("baselines.csv"));
+    let row = rows.iter().find(|r| r["router"] == "mlp" && r["scope"] == "dataset").expect("an mlp row");
+    assert_eq!(row["acc_predict"], "1.0", "{row:?}");
+    let routed = route_line(&mlp);
+    ok(&routed);
+    assert!(stdout(&routed).contains("\"scores\""), "{}", stdout(&routed));
+    // A file that is not safetensors, and weights with two outputs for three LLMs, are refused
+    // naming the file.
+    let weights = mlp.join("mlp.safetensors");
+    std::fs::copy(out.join("knn.parquet"), &weights).unwrap();
+    let refused = route_line(&mlp);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("mlp.safetensors"), "{}", stderr(&refused));
+    let header = br#"{"layers.0.weight":{"dtype":"F32","shape":[2,384],"data_offsets":[0,3072]},"layers.0.bias":{"dtype":"F32","shape":[2],"data_offsets":[3072,3080]}}"#;
+    let mut two_outputs = (header.len() as u64).to_le_bytes().to_vec();
+    two_outputs.extend_from_slice(header);
+    two_outputs.extend(std::iter::repeat_n(0u8, 3080));
+    std::fs::write(&weights, two_outputs).unwrap();
+    let refused = route_line(&mlp);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("2 outputs for 3 LLMs"), "{}", stderr(&refused));
 
     // A router whose encoder has other hashes than the one found now is refused.
     let mut edited = file.clone();

@@ -4,7 +4,7 @@
 //! (`src/torch/model/`), the loop is `src/torch/commands/train/`. The method is described in
 //! `docs/method.md`.
 
-pub mod knn;
+pub mod folder;
 pub mod log;
 pub mod plan;
 
@@ -30,6 +30,20 @@ pub enum RouterKind {
     /// k-means over the training queries' frozen embeddings; a query goes to the best LLM (mean
     /// target) of its nearest centroid.
     Cluster,
+    /// A small MLP (or, with `--hidden 0`, a linear map) on frozen embeddings predicting each
+    /// LLM's target; a query goes to the argmax. Early stopping on held-out training rows.
+    Mlp,
+}
+
+/// What the MLP router's outputs are fitted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum MlpLoss {
+    /// Mean squared error to the targets (any range; costs included).
+    #[default]
+    Mse,
+    /// Binary cross-entropy of sigmoid(output) to the targets (targets in [0, 1]: no cost rate).
+    Bce,
 }
 
 /// Settings of `routerdc train` (defaults: the reference implementation's).
@@ -66,8 +80,9 @@ pub struct TrainConfig {
     /// Queries drawn from each training table per epoch (the table is repeated, then cut).
     #[arg(long, default_value_t = 1000)]
     pub samples_per_table: usize,
-    #[arg(long, default_value_t = 5e-5)]
-    pub learning_rate: f64,
+    /// Default: 5e-5 for RouterDC (the reference's), 1e-3 for `--router mlp`.
+    #[arg(long)]
+    pub learning_rate: Option<f64>,
     #[arg(long, default_value_t = 0.01)]
     pub weight_decay: f64,
     /// Positives of the sample-LLM loss: the top_k best LLMs of each query.
@@ -126,7 +141,8 @@ pub struct TrainConfig {
     /// Continue the run saved in `--out` (`last.*`) with the same settings; `--steps` may grow.
     #[arg(long)]
     pub resume: bool,
-    /// The router to make: RouterDC (a checkpoint), kNN or cluster (a router folder, `router.json`).
+    /// The router to make: RouterDC (a checkpoint), kNN, cluster or MLP (a router folder,
+    /// `router.json`).
     #[arg(long, value_enum, default_value_t = RouterKind::Routerdc)]
     #[serde(default)]
     pub router: RouterKind,
@@ -138,6 +154,37 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = 5)]
     #[serde(default)]
     pub clusters: usize,
+    /// MLP router: width of the hidden layer (ReLU); 0 = a linear map from embedding to targets.
+    #[arg(long, default_value_t = 128)]
+    #[serde(default)]
+    pub hidden: usize,
+    /// MLP router: the loss between its outputs and the targets.
+    #[arg(long, value_enum, default_value_t = MlpLoss::Mse)]
+    #[serde(default)]
+    pub loss: MlpLoss,
+    /// MLP router: passes over the training rows at most.
+    #[arg(long, default_value_t = 200)]
+    #[serde(default)]
+    pub epochs: usize,
+    /// MLP router: stop after this many epochs without a better validation acc_predict.
+    #[arg(long, default_value_t = 20)]
+    #[serde(default)]
+    pub patience: usize,
+    /// MLP router: the share of each training table's rows held out (seeded) to choose the
+    /// epoch; 0 = keep the last epoch.
+    #[arg(long, default_value_t = 0.1)]
+    #[serde(default)]
+    pub validation_ratio: f64,
+}
+
+impl TrainConfig {
+    /// The learning rate: `--learning-rate`, else the router kind's default.
+    pub fn learning_rate(&self) -> f64 {
+        self.learning_rate.unwrap_or(match self.router {
+            RouterKind::Mlp => 1e-3,
+            _ => 5e-5,
+        })
+    }
 }
 
 /// The training and test tables, each cut to its `--train-split` / `--test-split` rows.

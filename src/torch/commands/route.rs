@@ -14,8 +14,8 @@ use super::train::checkpoint::load_router;
 
 /// `routerdc route`: tables to `<out>/<table>.parquet`, or one JSON object per input line.
 pub fn run_route(config: &RouteConfig, quiet: bool) -> Result<()> {
-    if let Some(dir) = routerdc::stages::train::knn::router_folder(&config.checkpoint) {
-        return route_knn(dir, config, quiet);
+    if let Some(dir) = routerdc::stages::train::folder::router_folder(&config.checkpoint) {
+        return route_folder(dir, config, quiet);
     }
     let device = embed::device(config.device)?;
     let loaded = load_router(&config.checkpoint, device)?;
@@ -133,19 +133,71 @@ fn print_lines(models: &[String], key: &str, values: &[Vec<f64>]) -> Result<()> 
     Ok(())
 }
 
-/// The routes of a kNN router folder: tables to `<out>/<table>.parquet` (`score:<model>`
-/// columns hold the neighbours' mean targets), or one JSON object per query with `scores`.
-fn route_knn(dir: &std::path::Path, config: &RouteConfig, quiet: bool) -> Result<()> {
-    use routerdc::stages::train::knn::{ROUTER_FILE, read_knn, read_router_file, vectors_file};
-    let file = read_router_file(dir)?;
-    let Some(vectors_name) = vectors_file(&file.kind) else {
+/// What a router folder's `router.json` names, loaded: kNN (or cluster) vectors and targets, or
+/// an MLP.
+enum FolderRouter {
+    Knn(routerdc::routing::knn::Knn),
+    Mlp(crate::torch::model::mlp::Mlp, routerdc::stages::train::MlpLoss),
+}
+
+/// Load a router folder's data file, checked against the router's LLMs.
+fn load_folder(
+    dir: &std::path::Path,
+    file: &routerdc::stages::train::folder::RouterFile,
+) -> Result<(FolderRouter, std::path::PathBuf)> {
+    use routerdc::stages::train::folder::{ROUTER_FILE, data_file, read_knn};
+    let Some(data_name) = data_file(&file.kind) else {
         return Err(Error::bad_file(
             dir.join(ROUTER_FILE),
             format!("unknown router kind `{}`", file.kind),
-            "this routerdc routes `knn` and `cluster` folders and RouterDC checkpoints",
+            "this routerdc routes `knn`, `cluster` and `mlp` folders and RouterDC checkpoints",
             None,
         ));
     };
+    let path = dir.join(data_name);
+    if file.kind != "mlp" {
+        return Ok((FolderRouter::Knn(read_knn(&file.models, &path)?), path));
+    }
+    let hint = "an MLP router folder is written by `routerdc train --router mlp`";
+    let named = Tensor::read_safetensors(&path)
+        .map_err(|source| Error::bad_file(&path, "not a safetensors file", hint, Some(source.into())))?;
+    // The input width is checked against the encoder's vectors when they come.
+    let dim = named
+        .iter()
+        .find(|(name, _)| name == "layers.0.weight")
+        .map_or(0, |(_, w)| w.size().last().copied().unwrap_or(0));
+    let network = crate::torch::model::mlp::Mlp::from_named(named, dim, file.models.len() as i64)
+        .map_err(|message| Error::bad_file(&path, message, hint, None))?;
+    Ok((FolderRouter::Mlp(network, file.loss.unwrap_or_default()), path))
+}
+
+impl FolderRouter {
+    /// The vectors' width the router expects.
+    fn width(&self) -> usize {
+        match self {
+            FolderRouter::Knn(knn) => knn.vectors.ncols(),
+            FolderRouter::Mlp(network, _) => network.layers[0].0.size()[1] as usize,
+        }
+    }
+
+    /// Per query, per LLM: the neighbours' mean target (kNN, cluster) or the MLP's output.
+    fn scores(&self, queries: ndarray::Array2<f32>, k: usize) -> Result<Vec<Vec<f64>>> {
+        let scores = match self {
+            FolderRouter::Knn(knn) => knn.scores(queries.view(), k, false),
+            FolderRouter::Mlp(network, loss) => {
+                super::train::mlp::scores(network, &routerdc::routing::knn::normalised(queries), *loss)?
+            }
+        };
+        Ok(scores.outer_iter().map(|row| row.to_vec()).collect())
+    }
+}
+
+/// The routes of a router folder (kNN, cluster, MLP): tables to `<out>/<table>.parquet`
+/// (`score:<model>` columns hold the router's per-LLM scores), or one JSON object per query with
+/// `scores`.
+fn route_folder(dir: &std::path::Path, config: &RouteConfig, quiet: bool) -> Result<()> {
+    use routerdc::stages::train::folder::{ROUTER_FILE, read_router_file};
+    let file = read_router_file(dir)?;
     let options = super::train::knn::encoder_options(
         file.encoder.clone(),
         file.max_length,
@@ -165,20 +217,20 @@ fn route_knn(dir: &std::path::Path, config: &RouteConfig, quiet: bool) -> Result
             None,
         ));
     }
-    let knn = read_knn(&file.models, &dir.join(vectors_name))?;
+    let (router, data_path) = load_folder(dir, &file)?;
     let route = |flat: Vec<f32>, dim: usize| -> Result<Vec<Vec<f64>>> {
         let rows = flat.len() / dim.max(1);
         let queries = ndarray::Array2::from_shape_vec((rows, dim), flat)
             .map_err(|source| Error::failed("Failed to shape the embeddings", source))?;
-        if dim != knn.vectors.ncols() {
+        if dim != router.width() {
             return Err(Error::bad_file(
-                dir.join(vectors_name),
-                format!("vectors of {} dimensions, the encoder gives {dim}", knn.vectors.ncols()),
+                &data_path,
+                format!("the router takes vectors of {} dimensions, the encoder gives {dim}", router.width()),
                 "",
                 None,
             ));
         }
-        Ok(knn.scores(queries.view(), file.k, false).outer_iter().map(|row| row.to_vec()).collect())
+        router.scores(queries, file.k)
     };
     let models = &file.models;
     if let Some(tables_dir) = &config.tables {

@@ -1,8 +1,9 @@
 //! The networks: the HF encoders (parameter names are the HF checkpoint keys) and the RouterDC
-//! router with its losses (`docs/method.md`).
+//! router with its losses, and the MLP router (`docs/method.md`).
 
 pub mod bert;
 pub mod deberta;
 pub mod layers;
+pub mod mlp;
 pub mod network;
 pub mod router;

@@ -1,7 +1,8 @@
-//! `routerdc train --router knn`: embed the training (and test) queries with the frozen encoder
-//! (mean pooling, through `embed`'s cache and workers), keep their vectors and targets, and choose
-//! k from `--k` by leave-one-out on the training rows. Writes a router folder (`router.json`,
-//! `knn.parquet`) that `route` and `report --checkpoint DIR` load.
+//! `routerdc train --router knn|cluster|mlp`: embed the training (and test) queries with the
+//! frozen encoder (mean pooling, through `embed`'s cache and workers) and keep their vectors and
+//! targets; kNN then chooses k from `--k` by leave-one-out on the training rows, the cluster
+//! router fits k-means here, the MLP router is fitted in [`super::mlp`]. Each writes a router
+//! folder (`router.json` and its data file) that `route` and `report --checkpoint DIR` load.
 
 use std::time::Instant;
 
@@ -11,7 +12,7 @@ use routerdc::error::{Error, Result};
 use routerdc::hf::{self, Pooling};
 use routerdc::routing::{self, knn::Knn};
 use routerdc::stages::embed::{self as stage_embed, EncoderOptions};
-use routerdc::stages::train::knn::{ROUTER_FILE, RouterFile, write_knn};
+use routerdc::stages::train::folder::{ROUTER_FILE, RouterFile, write_knn};
 use routerdc::stages::train::{self, TrainConfig};
 use routerdc::table::LoadedTable;
 
@@ -44,7 +45,7 @@ fn matrix(flat: Vec<f32>, dim: usize) -> Result<Array2<f32>> {
 }
 
 /// Per table, acc_predict of routing each query to the argmax of its `scores` rows.
-fn evaluate(tables: &[LoadedTable], scores: &Array2<f64>, cost_rate: f64) -> Vec<(String, f64, f64)> {
+pub(super) fn evaluate(tables: &[LoadedTable], scores: &Array2<f64>, cost_rate: f64) -> Vec<(String, f64, f64)> {
     let mut at = 0;
     tables
         .iter()
@@ -90,6 +91,18 @@ pub fn run(config: &TrainConfig, quiet: bool) -> Result<()> {
         }
     }
     let knn = Knn::new(train_vectors, targets);
+    if config.router == train::RouterKind::Mlp {
+        return super::mlp::mlp_router(
+            config,
+            &options,
+            &train_tables,
+            &test_tables,
+            &knn,
+            test_vectors,
+            started,
+            quiet,
+        );
+    }
     if config.router == train::RouterKind::Cluster {
         let per_table: Vec<Array2<f32>> =
             vectors.into_iter().take(train_tables.len()).map(|flat| matrix(flat, dim)).collect::<Result<_>>()?;
@@ -136,8 +149,10 @@ pub fn run(config: &TrainConfig, quiet: bool) -> Result<()> {
         k,
         validation: validation.clone(),
         cost_rate: config.cost_rate,
+        hidden: None,
+        loss: None,
     };
-    write_folder(&config.out, &file, &knn)?;
+    write_folder(&config.out, &file, |path| write_knn(&knn, &file.models, path))?;
     if !quiet {
         let tried: Vec<String> = validation.iter().map(|(k, v)| format!("k={k}: {:.2}", 100.0 * v)).collect();
         eprintln!("kNN over {train_rows} training queries; leave-one-out validation acc_predict {}", tried.join(", "));
@@ -152,13 +167,18 @@ pub fn run(config: &TrainConfig, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-/// `router.json` and the vectors file of `file.kind`, into `out` together.
-fn write_folder(out: &std::path::Path, file: &RouterFile, stored: &Knn) -> Result<()> {
-    let vectors = routerdc::stages::train::knn::vectors_file(&file.kind)
+/// `router.json` and the data file of `file.kind` (written by `write_data` to the path it is
+/// given), into `out` together.
+pub(super) fn write_folder(
+    out: &std::path::Path,
+    file: &RouterFile,
+    write_data: impl FnOnce(&std::path::Path) -> Result<()>,
+) -> Result<()> {
+    let data = routerdc::stages::train::folder::data_file(&file.kind)
         .ok_or_else(|| Error::setting("router", format!("no folder layout for `{}`", file.kind)))?;
     let outputs = routerdc::io::Outputs::new(out)?;
     let json = serde_json::to_string_pretty(file).map_err(Error::serialize(ROUTER_FILE))?;
-    write_knn(stored, &file.models, &outputs.dir().join(vectors))?;
+    write_data(&outputs.dir().join(data))?;
     routerdc::io::write_text(&json, &outputs.dir().join(ROUTER_FILE))?;
     outputs.commit()?;
     Ok(())
@@ -244,8 +264,10 @@ fn cluster_router(
         k: 1,
         validation: vec![(config.clusters, validation)],
         cost_rate: config.cost_rate,
+        hidden: None,
+        loss: None,
     };
-    write_folder(&config.out, &file, &router)?;
+    write_folder(&config.out, &file, |path| write_knn(&router, &file.models, path))?;
     if !quiet {
         let test_line = test_summary(&test);
         eprintln!(
@@ -261,6 +283,6 @@ fn cluster_router(
 }
 
 /// `; test acc_predict NN.NN` when there were test tables, for the closing line.
-fn test_summary(test: &[(String, f64, f64)]) -> String {
+pub(super) fn test_summary(test: &[(String, f64, f64)]) -> String {
     if test.is_empty() { String::new() } else { format!("; test acc_predict {:.2}", 100.0 * train::log::average(test)) }
 }

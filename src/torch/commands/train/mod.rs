@@ -13,6 +13,7 @@
 
 pub mod checkpoint;
 pub mod knn;
+pub mod mlp;
 pub mod optim;
 
 use std::time::Instant;
@@ -61,7 +62,9 @@ struct Data {
 }
 
 pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
-    if matches!(config.router, train::RouterKind::Knn | train::RouterKind::Cluster) {
+    // The kind's default learning rate, written out: best.json and last.json record the value.
+    let config = &TrainConfig { learning_rate: Some(config.learning_rate()), ..config.clone() };
+    if config.router != train::RouterKind::Routerdc {
         return knn::run(config, quiet);
     }
     let (train_tables, test_tables) = train::load_tables(config)?;
@@ -95,7 +98,7 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
             }
         }
     }
-    let mut optimizer = AdamW::new(&store, config.learning_rate, config.weight_decay);
+    let mut optimizer = AdamW::new(&store, config.learning_rate(), config.weight_decay);
 
     // A frozen encoder's vectors are `embed`'s (first token, same length and truncation): they
     // come from the embedding cache and its parallel workers.

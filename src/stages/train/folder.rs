@@ -1,8 +1,9 @@
-//! A router folder (`train --router knn|cluster --out DIR`): `router.json` ([`RouterFile`]),
-//! which any consumer reads first to learn the kind, and the stored vectors with their targets:
-//! `knn.parquet` (one row per training query) or `centroids.parquet` (one row per k-means
-//! centroid, with its cluster's mean target), each `embedding`, `target:<model>`... The routing
-//! itself is `routing::knn` (a cluster router is 1-nearest-centroid).
+//! A router folder (`train --router knn|cluster|mlp --out DIR`): `router.json` ([`RouterFile`]),
+//! which any consumer reads first to learn the kind, and the kind's file: `knn.parquet` (one row
+//! per training query) or `centroids.parquet` (one row per k-means centroid, with its cluster's
+//! mean target), each `embedding`, `target:<model>`...; or `mlp.safetensors`, the MLP's layers
+//! (`layers.<i>.weight`, `layers.<i>.bias`). kNN routing is `routing::knn` (a cluster router is
+//! 1-nearest-centroid); the MLP is libtorch code (`torch/model/mlp.rs`).
 
 use std::path::Path;
 
@@ -17,7 +18,7 @@ use crate::routing::knn::Knn;
 /// kind in advance.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RouterFile {
-    /// `knn` or `cluster` (a cluster router is a 1-nearest-centroid router).
+    /// `knn`, `cluster` (a 1-nearest-centroid router) or `mlp`.
     pub kind: String,
     pub routerdc_version: String,
     /// The LLMs, in target order.
@@ -31,10 +32,18 @@ pub struct RouterFile {
     pub pooling: crate::hf::Pooling,
     pub max_length: usize,
     pub truncation: crate::hf::tokenize::TruncationSide,
+    /// kNN: the k kept; cluster: 1; mlp: 0 (unused).
     pub k: usize,
-    /// Leave-one-out validation average of acc_predict for each k of the grid.
+    /// Validation average of acc_predict: kNN, leave-one-out for each k of the grid; cluster,
+    /// on the training rows for the number of clusters; mlp, on the held-out rows per epoch.
     pub validation: Vec<(usize, f64)>,
     pub cost_rate: f64,
+    /// mlp: the hidden layer's width (0: linear) and the loss its outputs were fitted with
+    /// (`bce`: routing scores are sigmoid(output)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<super::MlpLoss>,
 }
 
 pub const ROUTER_FILE: &str = "router.json";
@@ -42,12 +51,15 @@ pub const ROUTER_FILE: &str = "router.json";
 /// (`cluster`).
 pub const KNN_FILE: &str = "knn.parquet";
 pub const CENTROIDS_FILE: &str = "centroids.parquet";
+pub const MLP_FILE: &str = "mlp.safetensors";
 
-/// The vectors file of a router kind, or `None` for a kind this build does not know.
-pub fn vectors_file(kind: &str) -> Option<&'static str> {
+/// The data file of a router kind (its vectors or weights), or `None` for a kind this build
+/// does not know.
+pub fn data_file(kind: &str) -> Option<&'static str> {
     match kind {
         "knn" => Some(KNN_FILE),
         "cluster" => Some(CENTROIDS_FILE),
+        "mlp" => Some(MLP_FILE),
         _ => None,
     }
 }
@@ -69,7 +81,7 @@ pub fn read_router_file(dir: &Path) -> Result<RouterFile> {
         Error::bad_file(
             &path,
             "not a router's description",
-            "a router folder is written by `routerdc train --router knn`",
+            "a router folder is written by `routerdc train --router knn|cluster|mlp`",
             Some(error.into()),
         )
     })
@@ -90,7 +102,7 @@ pub fn write_knn(knn: &Knn, models: &[String], path: &Path) -> Result<()> {
 
 /// Read what [`write_knn`] wrote.
 pub fn read_knn(models: &[String], path: &Path) -> Result<Knn> {
-    let hint = "a router folder is written by `routerdc train --router knn`";
+    let hint = "a router folder is written by `routerdc train --router knn|cluster|mlp`";
     let frame = crate::io::read_parquet_as(path, "kNN router", hint)?;
     let bad = |message: String| Error::bad_file(path, message, hint, None);
     let list = frame
