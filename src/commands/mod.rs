@@ -214,12 +214,11 @@ fn run_pipeline(config: &crate::pipeline::run::RunConfig, quiet: bool) -> Result
         eprintln!("pipeline `{}`{about} → {}", pipeline.name, pipeline.dir.display());
     }
     let summary = crate::pipeline::run::run(&pipeline, config, quiet, &say, &run_stage_command)?;
-    if let Some((stage, code)) = summary.failed {
+    if let Some((stage, dir, code)) = summary.failed {
         eprintln!(
-            "error: stage `{}` failed (exit code {code}); its previous outputs, if any, are kept in `{}` and the failed run's in `{}.failed`",
-            stage.name(),
-            pipeline.dir.join(stage.name()).display(),
-            pipeline.dir.join(stage.name()).display()
+            "error: stage `{stage}` failed (exit code {code}); its previous outputs, if any, are kept in `{}` and the failed run's in `{}.failed`",
+            dir.display(),
+            dir.display()
         );
         return Ok(ExitCode::from(code.clamp(1, 255) as u8));
     }

@@ -89,7 +89,9 @@ impl StageKind {
 #[derive(Debug, Clone)]
 pub struct Stage {
     pub kind: StageKind,
-    /// `outputs/<pipeline>/<stage>/`.
+    /// The `name` of one of several `[[train]]` stages; `None` for a stage declared once.
+    pub name: Option<String>,
+    /// `outputs/<pipeline>/<stage>/` (`train-<name>/` for a named train stage).
     pub dir: PathBuf,
     /// The arguments after the subcommand, as the command line would carry them.
     pub args: Vec<OsString>,
@@ -115,6 +117,16 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn stage(&self, kind: StageKind) -> Option<&Stage> {
         self.stages.iter().find(|stage| stage.kind == kind)
+    }
+}
+
+impl Stage {
+    /// How messages name the stage: `train`, or `train.<name>` for one of several.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(name) => format!("{}.{name}", self.kind.name()),
+            None => self.kind.name().to_owned(),
+        }
     }
 }
 
@@ -161,31 +173,58 @@ pub fn load(file: &Path, outputs: &Path, overrides: &[Override]) -> Result<Pipel
                 format!("stages are {}", stage_names()),
             ));
         }
-        let Some(toml::Value::Table(stage)) = table.get_mut(&over.stage) else {
-            return Err(pipeline_error(
-                file,
-                format!("`--set {}.{}`: the file declares no [{}] stage", over.stage, over.key, over.stage),
-                "add the stage to the file, or set a key of a stage it has",
-            ));
+        let stage = match table.get_mut(&over.stage) {
+            Some(toml::Value::Table(stage)) => stage,
+            // Several `[[train]]` stages: `--set train.<name>.<key>=...` sets one of them,
+            // `--set train.<key>=...` every one.
+            Some(toml::Value::Array(stages)) => {
+                let named =
+                    |stage: &toml::Value, name: &str| stage.get("name").and_then(toml::Value::as_str) == Some(name);
+                let (target, key) = match over.key.split_once('.') {
+                    Some((name, key)) if stages.iter().any(|stage| named(stage, name)) => (Some(name), key),
+                    _ => (None, over.key.as_str()),
+                };
+                for stage in stages.iter_mut() {
+                    if let toml::Value::Table(table) = stage
+                        && target.is_none_or(|name| table.get("name").and_then(toml::Value::as_str) == Some(name))
+                    {
+                        table.insert(key.to_owned(), over.value.clone());
+                    }
+                }
+                continue;
+            }
+            _ => {
+                return Err(pipeline_error(
+                    file,
+                    format!("`--set {}.{}`: the file declares no [{}] stage", over.stage, over.key, over.stage),
+                    "add the stage to the file, or set a key of a stage it has",
+                ));
+            }
         };
         stage.insert(over.key.clone(), over.value.clone());
     }
 
     let mut name = file.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default();
     let mut description = None;
-    let mut declared: Vec<(StageKind, toml::Table)> = Vec::new();
+    let mut declared: Vec<(StageKind, Option<String>, toml::Table)> = Vec::new();
     for (key, value) in table {
         match (key.as_str(), value) {
             ("name", toml::Value::String(value)) => name = value,
             ("description", toml::Value::String(value)) => description = Some(value),
             (key, toml::Value::Table(stage)) if StageKind::from_name(key).is_some() => {
-                declared.push((StageKind::from_name(key).expect("checked"), stage));
+                declared.push((StageKind::from_name(key).expect("checked"), None, stage));
+            }
+            ("train", toml::Value::Array(stages)) => {
+                for (name, stage) in named_stages(file, stages)? {
+                    declared.push((StageKind::Train, Some(name), stage));
+                }
             }
             (key, _) if StageKind::from_name(key).is_some() || key == "name" || key == "description" => {
                 return Err(pipeline_error(
                     file,
                     format!("`{key}` has the wrong type"),
-                    "`name` and `description` are strings; each stage is a table, `[ingest]`, `[train]`, ...",
+                    "`name` and `description` are strings; each stage is a table, `[ingest]`, `[train]`, ... \
+                     (several train stages: `[[train]]` tables, each with a `name`)",
                 ));
             }
             (key, _) => {
@@ -205,9 +244,10 @@ pub fn load(file: &Path, outputs: &Path, overrides: &[Override]) -> Result<Pipel
             "use letters, digits, `-`, `_` and `.`",
         ));
     }
-    declared.sort_by_key(|(kind, _)| *kind);
+    // Stable: several train stages keep the file's order.
+    declared.sort_by_key(|(kind, _, _)| *kind);
     let sources: Vec<&str> =
-        declared.iter().filter(|(kind, _)| kind.is_source()).map(|(kind, _)| kind.name()).collect();
+        declared.iter().filter(|(kind, _, _)| kind.is_source()).map(|(kind, _, _)| kind.name()).collect();
     if sources.len() != 1 {
         return Err(pipeline_error(
             file,
@@ -222,12 +262,58 @@ pub fn load(file: &Path, outputs: &Path, overrides: &[Override]) -> Result<Pipel
 
     let dir = outputs.join(&name);
     let mut stages: Vec<Stage> = Vec::new();
-    for (kind, settings) in declared {
-        let stage_dir = dir.join(kind.name());
+    for (kind, stage_name, settings) in declared {
+        let stage_dir = match &stage_name {
+            Some(stage_name) => dir.join(format!("{}-{stage_name}", kind.name())),
+            None => dir.join(kind.name()),
+        };
         let wiring = wiring(kind, &stage_dir, &stages);
-        stages.push(stage(file, kind, settings, stage_dir, wiring)?);
+        let mut loaded = stage(file, kind, settings, stage_dir, wiring)?;
+        loaded.name = stage_name;
+        stages.push(loaded);
     }
     Ok(Pipeline { name, file: file.to_path_buf(), description, dir, stages })
+}
+
+/// `[[train]]` tables: each with a `name` (letters, digits, `-`, `_`; unique), which names its
+/// folder (`train-<name>/`) and its report rows' origin; the name is taken out of the settings.
+fn named_stages(file: &Path, stages: Vec<toml::Value>) -> Result<Vec<(String, toml::Table)>> {
+    let mut out: Vec<(String, toml::Table)> = Vec::with_capacity(stages.len());
+    for (index, stage) in stages.into_iter().enumerate() {
+        let toml::Value::Table(mut stage) = stage else {
+            return Err(pipeline_error(
+                file,
+                "`train` is an array of something other than tables",
+                "write `[[train]]` tables",
+            ));
+        };
+        let name = match stage.remove("name") {
+            Some(toml::Value::String(name)) => name,
+            _ => {
+                return Err(pipeline_error(
+                    file,
+                    format!("[[train]] number {} has no `name`", index + 1),
+                    "each of several train stages needs `name = \"...\"` (e.g. `knn`), which names its folder",
+                ));
+            }
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
+            return Err(pipeline_error(
+                file,
+                format!("[[train]] name `{name}` cannot name a folder"),
+                "use letters, digits, `-` and `_`",
+            ));
+        }
+        if out.iter().any(|(seen, _)| *seen == name) {
+            return Err(pipeline_error(
+                file,
+                format!("two [[train]] stages are named `{name}`"),
+                "give each its own name",
+            ));
+        }
+        out.push((name, stage));
+    }
+    Ok(out)
 }
 
 fn stage_names() -> String {
@@ -252,8 +338,17 @@ fn wiring(kind: StageKind, dir: &Path, before: &[Stage]) -> Vec<(&'static str, P
         }
         StageKind::Report => {
             wired.extend(tables.map(|dir| ("tables", dir)));
-            if let Some(train) = before.iter().find(|stage| stage.kind == StageKind::Train) {
-                wired.push(("checkpoint", train.dir.join("best.safetensors")));
+            // Every train stage's router: a RouterDC checkpoint file, or a router folder.
+            for train in before.iter().filter(|stage| stage.kind == StageKind::Train) {
+                let kind = train
+                    .resolved
+                    .get("train")
+                    .and_then(|settings| settings.get("router"))
+                    .and_then(toml::Value::as_str)
+                    .unwrap_or("routerdc");
+                let checkpoint =
+                    if kind == "routerdc" { train.dir.join("best.safetensors") } else { train.dir.clone() };
+                wired.push(("checkpoint", checkpoint));
             }
         }
     }
@@ -289,7 +384,7 @@ fn stage(
     let (resolved, inputs) = resolve(kind, &known, &matches, &dir, &wiring);
     let mut resolved_stage = toml::Table::new();
     resolved_stage.insert(kind.name().to_owned(), toml::Value::Table(resolved));
-    Ok(Stage { kind, dir, args, resolved: resolved_stage, inputs, notices })
+    Ok(Stage { kind, name: None, dir, args, resolved: resolved_stage, inputs, notices })
 }
 
 /// A setting's key in a pipeline file: its long flag, or for the positional inputs its name.
@@ -419,10 +514,13 @@ fn resolve(
         }
     }
     if kind == StageKind::Report {
-        // The training curves come from the log beside the checkpoint.
-        if let Some((_, checkpoint)) = wiring.iter().find(|(key, _)| *key == "checkpoint") {
-            inputs.extend(checkpoint.parent().map(|dir| dir.join("train_log.parquet")));
-            inputs.extend(checkpoint.parent().map(|dir| dir.join("best.json")));
+        // The training curves come from the log beside a checkpoint file (a router folder is
+        // an input as a whole).
+        for (_, checkpoint) in wiring.iter().filter(|(key, _)| *key == "checkpoint") {
+            if checkpoint.extension().is_some_and(|extension| extension == "safetensors") {
+                inputs.extend(checkpoint.parent().map(|dir| dir.join("train_log.parquet")));
+                inputs.extend(checkpoint.parent().map(|dir| dir.join("best.json")));
+            }
         }
     }
     inputs.sort();

@@ -80,8 +80,9 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub struct Summary {
     pub stages: Vec<(StageKind, Outcome, f64)>,
-    /// Set when a stage failed: its name and the exit code of its command.
-    pub failed: Option<(StageKind, i32)>,
+    /// Set when a stage failed: its label (`train`, `train.knn`), its folder and the exit code
+    /// of its command.
+    pub failed: Option<(String, PathBuf, i32)>,
 }
 
 const MANIFEST: &str = "manifest.json";
@@ -128,7 +129,7 @@ pub fn run(
                     path: pipeline.file.clone(),
                     message: format!(
                         "stage `{}` has not run yet (no {} in `{}`)",
-                        stage.kind.name(),
+                        stage.label(),
                         MANIFEST,
                         stage.dir.display()
                     ),
@@ -154,7 +155,7 @@ pub fn run(
             let manifest = previous.expect("checked");
             say(&format!(
                 "✓ {:<8} unchanged since {} ({:.1} s): skipped",
-                stage.kind.name(),
+                stage.label(),
                 manifest.started,
                 manifest.seconds
             ));
@@ -165,18 +166,18 @@ pub fn run(
             say(&format!("notice: {notice}"));
         }
         if config.dry_run {
-            say(&format!("→ {:<8} would run: {}", stage.kind.name(), command.join(" ")));
+            say(&format!("→ {:<8} would run: {}", stage.label(), command.join(" ")));
             summary.stages.push((stage.kind, Outcome::WouldRun, 0.0));
             continue;
         }
-        say(&format!("→ {:<8} {}", stage.kind.name(), command.join(" ")));
+        say(&format!("→ {:<8} {}", stage.label(), command.join(" ")));
         let started = SystemTime::now();
         let clock = Instant::now();
         let code = run_stage(stage, quiet, runner)?;
         let seconds = clock.elapsed().as_secs_f64();
         if code != 0 {
             summary.stages.push((stage.kind, Outcome::Ran, seconds));
-            summary.failed = Some((stage.kind, code));
+            summary.failed = Some((stage.label(), stage.dir.clone(), code));
             return Ok(summary);
         }
         let outputs = hash_tree(&stage.dir, true)?
@@ -189,7 +190,7 @@ pub fn run(
         let manifest = Manifest {
             routerdc_version: env!("CARGO_PKG_VERSION").to_owned(),
             pipeline: pipeline.name.clone(),
-            stage: stage.kind.name().to_owned(),
+            stage: stage.label(),
             fingerprint,
             command,
             inputs,
@@ -206,7 +207,7 @@ pub fn run(
         let json = serde_json::to_string_pretty(&manifest).map_err(Error::serialize("the stage's manifest"))?;
         crate::io::write_text(&(json + "\n"), &stage.dir.join(MANIFEST))?;
         remove_dir(&aside(&stage.dir, "previous"))?;
-        say(&format!("✓ {:<8} done in {seconds:.1} s", stage.kind.name()));
+        say(&format!("✓ {:<8} done in {seconds:.1} s", stage.label()));
         summary.stages.push((stage.kind, Outcome::Ran, seconds));
     }
     Ok(summary)

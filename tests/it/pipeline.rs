@@ -55,7 +55,12 @@ fn ran(output: &Output) -> Vec<String> {
         .collect()
 }
 
-const STAGES: [&str; 4] = ["ingest", "cluster", "train", "report"];
+/// The quickstart's stages as runs name them; a train stage's folder is `train-<name>`.
+const STAGES: [&str; 7] = ["ingest", "cluster", "train.routerdc", "train.knn", "train.cluster", "train.mlp", "report"];
+
+fn stage_dir(out: &Path, stage: &str) -> PathBuf {
+    out.join(stage.replace('.', "-"))
+}
 
 /// README's main job, with fewer training steps: every stage runs and writes its manifest and
 /// config, `report.md` embeds its figures, a second run skips every stage, a changed input
@@ -79,7 +84,7 @@ fn the_quickstart_pipeline_runs_skips_and_recovers() {
     assert_eq!(ran(&first), STAGES, "{}", stderr(&first));
     let out = work.path().join("outputs/quickstart");
     for stage in STAGES {
-        let dir = out.join(stage);
+        let dir = stage_dir(&out, stage);
         let manifest = manifest(&dir);
         assert_eq!(manifest["routerdc_version"], env!("CARGO_PKG_VERSION"));
         assert_eq!(manifest["stage"], stage);
@@ -96,7 +101,8 @@ fn the_quickstart_pipeline_runs_skips_and_recovers() {
             assert_eq!(file["blake3"], blake3::hash(&bytes).to_hex().as_str());
         }
         let config: toml::Table = toml::from_str(&fs::read_to_string(dir.join("config.toml")).unwrap()).unwrap();
-        assert!(config.contains_key(stage), "config.toml of {stage}");
+        let kind = stage.split('.').next().unwrap();
+        assert!(config.contains_key(kind), "config.toml of {stage}");
     }
     let inputs: Vec<String> = manifest(&out.join("ingest"))["inputs"]
         .as_array()
@@ -106,10 +112,14 @@ fn the_quickstart_pipeline_runs_skips_and_recovers() {
         .collect();
     assert!(inputs.iter().any(|p| p.ends_with("problems/mbpp.jsonl")), "{inputs:?}");
     assert!(inputs.iter().any(|p| p.contains("samples_gsm8k_")), "{inputs:?}");
-    let train: toml::Table = toml::from_str(&fs::read_to_string(out.join("train/config.toml")).unwrap()).unwrap();
+    let train: toml::Table =
+        toml::from_str(&fs::read_to_string(out.join("train-routerdc/config.toml")).unwrap()).unwrap();
     assert_eq!(train["train"]["steps"].as_integer(), Some(60), "--set overrides the file");
     assert_eq!(train["train"]["freeze-encoder"].as_bool(), Some(true));
     assert_eq!(train["train"]["negatives"].as_integer(), Some(3), "defaults are recorded");
+    let knn: toml::Table = toml::from_str(&fs::read_to_string(out.join("train-knn/config.toml")).unwrap()).unwrap();
+    assert_eq!(knn["train"]["router"].as_str(), Some("knn"));
+    assert_eq!(knn["train"]["steps"].as_integer(), Some(60), "`--set train.KEY` sets every train stage");
 
     let report = out.join("report");
     let markdown = fs::read_to_string(report.join("report.md")).unwrap();
@@ -122,11 +132,15 @@ fn the_quickstart_pipeline_runs_skips_and_recovers() {
     for label in ["routerdc", "oracle", "demo/code-7b", "mmlu_high_school_geography", "avg bigcode"] {
         assert!(bars.contains(label), "acc_predict.svg lacks {label}");
     }
-    assert!(markdown.contains("| routerdc |"), "{markdown}");
+    // Every router is reported and judged against both baselines, in the order trained.
+    for router in ["routerdc", "knn", "cluster", "mlp"] {
+        assert!(markdown.contains(&format!("| {router} |")), "{markdown}");
+        assert!(markdown.contains(&format!("| lm-eval | {router} | task_best |")), "{markdown}");
+    }
     // Training evaluated the test split's rows (`test-split`), which the report reports (`split`):
     // the checkpoint's test scores are the report's router rows.
     let best: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(out.join("train/best.json")).unwrap()).unwrap();
+        serde_json::from_str(&fs::read_to_string(out.join("train-routerdc/best.json")).unwrap()).unwrap();
     let rows = crate::util::read_csv(&report.join("baselines.csv"));
     let tested = best["test"].as_array().unwrap();
     assert_eq!(tested.len(), 7);
@@ -154,14 +168,15 @@ fn the_quickstart_pipeline_runs_skips_and_recovers() {
     assert_eq!(ran(&third), STAGES, "{}", stderr(&third));
 
     // A stage that fails keeps the previous outputs where they were.
-    let before = manifest(&out.join("train"));
-    let failed = run(&["--from", "train", "--set", "train.top-k=9"]);
+    let trained = out.join("train-routerdc");
+    let before = manifest(&trained);
+    let failed = run(&["--from", "train", "--set", "train.routerdc.top-k=9"]);
     assert_eq!(failed.status.code(), Some(2), "{}", stderr(&failed));
-    assert!(stderr(&failed).contains("stage `train` failed"), "{}", stderr(&failed));
-    assert!(out.join("train.failed").is_dir());
-    assert_eq!(manifest(&out.join("train"))["fingerprint"], before["fingerprint"]);
+    assert!(stderr(&failed).contains("stage `train.routerdc` failed"), "{}", stderr(&failed));
+    assert!(out.join("train-routerdc.failed").is_dir());
+    assert_eq!(manifest(&trained)["fingerprint"], before["fingerprint"]);
     for file in before["outputs"].as_array().unwrap() {
-        let bytes = fs::read(out.join("train").join(file["path"].as_str().unwrap())).unwrap();
+        let bytes = fs::read(trained.join(file["path"].as_str().unwrap())).unwrap();
         assert_eq!(file["blake3"], blake3::hash(&bytes).to_hex().as_str());
     }
     let after = run(&[]);
@@ -197,6 +212,12 @@ fn pipeline_file_mistakes_name_the_key_and_the_file() {
         ("[import]\ninputs = [\"nothing-*.json\"]\n", &["matches no file"]),
         ("[import]\ninputs = [\"missing.json\"]\n", &["`missing.json` does not exist", "the folder you run in"]),
         ("[import]\ninputs = [\"x.json\"]\n[train]\nfreeze-encoder = 1\n", &["is a switch"]),
+        ("[import]\ninputs = [\"x.json\"]\n[[train]]\nsteps = 5\n", &["[[train]] number 1 has no `name`"]),
+        (
+            "[import]\ninputs = [\"x.json\"]\n[[train]]\nname = \"a\"\n[[train]]\nname = \"a\"\n",
+            &["two [[train]] stages are named `a`"],
+        ),
+        ("[import]\ninputs = [\"x.json\"]\n[[train]]\nname = \"../up\"\n", &["cannot name a folder"]),
         ("[import\n", &["p.toml", "line 1"]),
     ];
     for (text, expected) in cases {
@@ -224,8 +245,11 @@ fn the_paper_and_routerbench_pipelines_resolve() {
     let data = data.to_str().unwrap().to_owned();
     let work = tempfile::tempdir().unwrap();
     for (name, stages) in [
-        ("routerdc-paper", ["import", "cluster", "train", "report"]),
-        ("routerbench", ["convert", "cluster", "train", "report"]),
+        (
+            "routerdc-paper",
+            ["import", "cluster", "train.routerdc", "train.knn", "train.cluster", "train.mlp", "report"],
+        ),
+        ("routerbench", ["convert", "cluster", "train.routerdc", "train.knn", "train.cluster", "train.mlp", "report"]),
     ] {
         let file = repo().join(format!("pipelines/{name}.toml"));
         let output = routerdc_in(
