@@ -165,8 +165,8 @@ fn legend<'a, DB: DrawingBackend + 'a>(
         .map_err(|e| e.to_string())
 }
 
-/// The tab10 colours, for series told apart by colour.
-const PALETTE: [RGBColor; 10] = [
+/// matplotlib's tab10, then the light halves of tab20: 20 series before a colour repeats.
+const PALETTE: [RGBColor; 20] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -177,6 +177,16 @@ const PALETTE: [RGBColor; 10] = [
     RGBColor(127, 127, 127),
     RGBColor(188, 189, 34),
     RGBColor(23, 190, 207),
+    RGBColor(174, 199, 232),
+    RGBColor(255, 187, 120),
+    RGBColor(152, 223, 138),
+    RGBColor(255, 152, 150),
+    RGBColor(197, 176, 213),
+    RGBColor(196, 156, 148),
+    RGBColor(247, 182, 210),
+    RGBColor(199, 199, 199),
+    RGBColor(219, 219, 141),
+    RGBColor(158, 218, 229),
 ];
 
 /// One series of a bar chart: a value (or none) per category.
@@ -184,10 +194,13 @@ const PALETTE: [RGBColor; 10] = [
 pub struct BarSeries {
     pub label: String,
     pub values: Vec<Option<f64>>,
+    /// An interval per category drawn as an error bar over the bar (empty: none).
+    pub intervals: Vec<Option<(f64, f64)>>,
 }
 
 /// Horizontal grouped bars: one group per category (top to bottom), one bar per series, with
-/// the value written at the end of each bar. Written as `<base>.svg` and `<base>.png`.
+/// the value written at the end of each bar (after its error bar, when it has one). Written as
+/// `<base>.svg` and `<base>.png`.
 pub fn grouped_bars(
     title: &str,
     value_label: &str,
@@ -260,12 +273,27 @@ fn draw_grouped_bars<DB: DrawingBackend>(
             Some(Rectangle::new([(0.0, top - slot * 0.9), (value, top)], color.filled()))
         });
         chart.draw_series(bars).map_err(error)?;
+        // Error bars: a line from low to high through the bar's middle, with end ticks.
+        for (category, interval) in one.intervals.iter().enumerate() {
+            let Some((low, high)) = *interval else { continue };
+            let middle = n - category as f64 - 0.075 - slot * index as f64 - slot * 0.45;
+            let tick = slot * 0.3;
+            let lines = [
+                vec![(low, middle), (high, middle)],
+                vec![(low, middle - tick), (low, middle + tick)],
+                vec![(high, middle - tick), (high, middle + tick)],
+            ];
+            chart
+                .draw_series(lines.into_iter().map(|points| PathElement::new(points, BLACK.stroke_width(1))))
+                .map_err(error)?;
+        }
         let numbers = one.values.iter().enumerate().filter_map(|(category, value)| {
             let value = (*value)?;
             let middle = n - category as f64 - 0.075 - slot * index as f64 - slot * 0.45;
+            let end = one.intervals.get(category).copied().flatten().map_or(value, |(_, high)| high.max(value));
             Some(Text::new(
                 format!("{value:.1}"),
-                (value + x_max * 0.005, middle),
+                (end + x_max * 0.005, middle),
                 ("sans-serif", 11).into_font().color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center)),
             ))
         });

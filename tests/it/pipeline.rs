@@ -129,7 +129,17 @@ fn the_quickstart_pipeline_runs_skips_and_recovers() {
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{figure}");
     }
     let bars = fs::read_to_string(report.join("acc_predict.svg")).unwrap();
-    for label in ["routerdc", "oracle", "demo/code-7b", "mmlu_high_school_geography", "avg bigcode"] {
+    for label in [
+        "routerdc",
+        "knn",
+        "mlp",
+        "oracle",
+        "task_best",
+        "best_single",
+        "demo/code-7b",
+        "mmlu_high_school_geography",
+        "avg bigcode",
+    ] {
         assert!(bars.contains(label), "acc_predict.svg lacks {label}");
     }
     // Every router is reported and judged against both baselines, in the order trained.

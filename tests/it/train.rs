@@ -715,6 +715,11 @@ fn knn_cluster_and_mlp_routers_train_route_report_and_refuse_bad_files() {
     for router in ["knn", "cluster"] {
         let group = rows.iter().find(|r| r["router"] == router && r["scope"] == "group").expect("a group row");
         assert!(!group["vs_best_single"].is_empty(), "{router}: no comparison in {group:?}");
+        let number = |column: &str| group[column].parse::<f64>().unwrap();
+        assert!(
+            number("acc_predict_low") <= number("acc_predict") && number("acc_predict") <= number("acc_predict_high"),
+            "{router}: the interval holds the average: {group:?}"
+        );
         if router == "cluster" {
             // The interval does not depend on the other routers in the report.
             let by_itself = alone.iter().find(|r| r["router"] == router && r["scope"] == "group").unwrap();

@@ -7,6 +7,7 @@ use polars::prelude::*;
 
 use super::baselines::{ORACLE, ORACLE_STRICT, RANDOM, ROUTER, ReportRow, Scope, unique};
 use super::cost_quality::{CostQualityRow, ZERO_ROUTER};
+use super::verdict::Interval;
 use crate::error::{Error, Result};
 
 pub const ACC_FIGURE: &str = "acc_predict";
@@ -20,9 +21,10 @@ pub struct Figures {
     pub training: bool,
 }
 
-/// The bar chart of acc_predict (%) per dataset and group average: each LLM, the oracle and,
-/// when there is one, the trained router.
-pub fn accuracy_figure(rows: &[ReportRow], base: &Path) -> Result<Vec<PathBuf>> {
+/// The bar chart of acc_predict (%) per dataset and group average: the trained routers (with
+/// the 95% bootstrap interval of each group average as an error bar), each LLM, the oracle and
+/// the baselines (`task_best`; `best_single` on the group averages).
+pub fn accuracy_figure(rows: &[ReportRow], intervals: &[Interval], base: &Path) -> Result<Vec<PathBuf>> {
     // Each dataset, then each group's average.
     let categories: Vec<(Scope, &str)> = [Scope::Dataset, Scope::Group]
         .into_iter()
@@ -36,11 +38,8 @@ pub fn accuracy_figure(rows: &[ReportRow], base: &Path) -> Result<Vec<PathBuf>> 
         .iter()
         .map(|(scope, name)| if *scope == Scope::Group { format!("avg {name}") } else { (*name).to_owned() })
         .collect();
-    let routers: Vec<&str> = unique(
-        rows.iter()
-            .filter(|r| r.scope == Scope::Dataset && r.router != RANDOM && r.router != ORACLE_STRICT)
-            .map(|r| r.router.as_str()),
-    );
+    let routers: Vec<&str> =
+        unique(rows.iter().filter(|r| r.router != RANDOM && r.router != ORACLE_STRICT).map(|r| r.router.as_str()));
     let series: Vec<crate::plot::BarSeries> = routers
         .iter()
         .map(|router| crate::plot::BarSeries {
@@ -51,6 +50,15 @@ pub fn accuracy_figure(rows: &[ReportRow], base: &Path) -> Result<Vec<PathBuf>> 
                     rows.iter()
                         .find(|r| r.scope == *scope && r.dataset == *name && r.router == *router)
                         .map(|r| 100.0 * r.acc_predict)
+                })
+                .collect(),
+            intervals: categories
+                .iter()
+                .map(|(scope, name)| {
+                    intervals
+                        .iter()
+                        .find(|i| *scope == Scope::Group && i.group == *name && i.router == *router)
+                        .map(|i| (100.0 * i.low, 100.0 * i.high))
                 })
                 .collect(),
         })

@@ -106,7 +106,8 @@ pub fn run(config: &ReportConfig, routes: &[(String, Routes<'_>)]) -> Result<Rep
     let mut markdown = verdict::verdict_markdown(&comparisons, config.bootstrap, !routers.is_empty());
     markdown.push_str(&to_markdown(&rows));
     let mut frame = to_frame(&rows)?;
-    for column in verdict::comparison_columns(&rows, &comparisons) {
+    let intervals = verdict::intervals(tables, &groups, &routers, config.bootstrap, config.seed);
+    for column in verdict::comparison_columns(&rows, &comparisons, &intervals) {
         frame.with_column(column).map_err(Error::polars("adding the comparison columns"))?;
     }
     let cost_rows = cost_quality(&rows, tables);
@@ -135,7 +136,7 @@ pub fn run(config: &ReportConfig, routes: &[(String, Routes<'_>)]) -> Result<Rep
         written.extend(crate::plot::cost_quality(&format!("{dataset}: cost and quality"), &points, &hull, &base)?);
         figures.cost_quality.push(dataset.clone());
     }
-    written.extend(accuracy_figure(&rows, &out.join(ACC_FIGURE))?);
+    written.extend(accuracy_figure(&rows, &intervals, &out.join(ACC_FIGURE))?);
     // The training log sits beside a checkpoint file, or in a router folder.
     let run_dirs =
         config.checkpoint.iter().filter_map(|path| if path.is_dir() { Some(path.as_path()) } else { path.parent() });

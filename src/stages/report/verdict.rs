@@ -240,6 +240,47 @@ pub fn compare(
     out
 }
 
+/// The 95% bootstrap interval of a router's own group average of acc_predict (the same
+/// resamples as the comparisons): the error bars of the acc_predict chart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interval {
+    pub group: String,
+    pub router: String,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// Each trained router's [`Interval`] per group.
+pub fn intervals(
+    tables: &[LoadedTable],
+    groups: &[Group],
+    routed: &[(String, Vec<Vec<usize>>)],
+    resamples: usize,
+    seed: u64,
+) -> Vec<Interval> {
+    let mut out = Vec::new();
+    for group in groups {
+        let members: Vec<usize> =
+            (0..tables.len()).filter(|&i| group.datasets.contains(&tables[i].table.dataset)).collect();
+        if members.is_empty() {
+            continue;
+        }
+        for (router, choices) in routed {
+            // Against a baseline of zeros, the paired bootstrap resamples the router's average.
+            let pairs: Vec<(Vec<f64>, Vec<f64>)> = members
+                .iter()
+                .map(|&i| {
+                    let table = &tables[i].table;
+                    (credits(table, |row| choices[i][row]), vec![0.0; table.n_queries()])
+                })
+                .collect();
+            let (_, low, high) = bootstrap(&pairs, resamples, &mut routing::rng(seed));
+            out.push(Interval { group: group.id.clone(), router: router.clone(), low, high });
+        }
+    }
+    out
+}
+
 /// The "Verdict" section of report.md: per group, each router against the best baseline.
 pub fn verdict_markdown(comparisons: &[Comparison], resamples: usize, has_router: bool) -> String {
     let mut out = String::from("## Verdict\n\n");
@@ -276,11 +317,22 @@ pub fn verdict_markdown(comparisons: &[Comparison], resamples: usize, has_router
 }
 
 /// The comparison columns of `baselines.*`, filled on each router's group rows:
-/// `vs_<baseline>` (router minus baseline, acc_predict) and `vs_<baseline>_low`/`_high` (its
-/// 95% interval), for `best_single` and `task_best`.
-pub fn comparison_columns(rows: &[ReportRow], comparisons: &[Comparison]) -> Vec<polars::prelude::Column> {
+/// `acc_predict_low`/`_high` (the 95% interval of its own average), `vs_<baseline>` (router
+/// minus baseline, acc_predict) and `vs_<baseline>_low`/`_high` (its 95% interval), for
+/// `best_single` and `task_best`.
+pub fn comparison_columns(
+    rows: &[ReportRow],
+    comparisons: &[Comparison],
+    intervals: &[Interval],
+) -> Vec<polars::prelude::Column> {
     use polars::prelude::*;
-    let mut columns = Vec::new();
+    let own = |row: &ReportRow| {
+        intervals.iter().find(|i| row.scope == Scope::Group && i.group == row.dataset && i.router == row.router)
+    };
+    let mut columns = vec![
+        Column::new("acc_predict_low".into(), rows.iter().map(|row| own(row).map(|i| i.low)).collect::<Vec<_>>()),
+        Column::new("acc_predict_high".into(), rows.iter().map(|row| own(row).map(|i| i.high)).collect::<Vec<_>>()),
+    ];
     for baseline in [BEST_SINGLE, TASK_BEST] {
         let find = |row: &ReportRow| {
             comparisons.iter().find(|c| {
