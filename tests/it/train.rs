@@ -452,6 +452,46 @@ fn checkpoint_pairs_are_read_as_one_unit() {
 }
 
 #[test]
+fn a_checkpoint_finds_its_encoder_elsewhere_and_refuses_another() {
+    let Some((temp, tables, shared)) = topic_setup() else { return };
+    // A copy of the tiny encoder, whose tokenizer this test changes.
+    let copy = temp.path().join("encoder");
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(&shared).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
+    }
+    let encoder = copy.display().to_string();
+    let out = temp.path().join("run");
+    ok(&train(&tables, &out, &encoder, &with_small(&["--steps", "1", "--eval-steps", "1"])));
+    let best = out.join("best.safetensors");
+    let routed = route_line(&best);
+    ok(&routed);
+    // On another machine the recorded folder is not there: the encoder is found by the
+    // `--encoder` it was trained with, and its files' hashes match.
+    let mut sidecar: Value = serde_json::from_slice(&std::fs::read(out.join("best.json")).unwrap()).unwrap();
+    assert!(sidecar["encoder_blake3"]["tokenizer"].is_string(), "{sidecar}");
+    sidecar["encoder_dir"] = json!("/nonexistent/machine/that/trained/it");
+    std::fs::write(out.join("best.json"), sidecar.to_string()).unwrap();
+    let moved = route_line(&best);
+    ok(&moved);
+    assert_eq!(stdout(&moved), stdout(&routed));
+    // An encoder whose tokenizer differs from the one trained with is refused.
+    let tokenizer = Path::new(&encoder).join("tokenizer.json");
+    let mut text = std::fs::read(&tokenizer).unwrap();
+    text.extend_from_slice(b"\n");
+    std::fs::write(&tokenizer, text).unwrap();
+    let refused = route_line(&best);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("not the one the router was trained with")
+            && stderr(&refused).contains("tokenizer.json"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
+#[test]
 fn a_checkpoint_with_nan_weights_is_refused() {
     let Some((temp, tables, encoder)) = topic_setup() else { return };
     let out = temp.path().join("run");

@@ -52,6 +52,65 @@ pub struct Sidecar {
     /// BLAKE3 of `best.safetensors` (absent in checkpoints of routerdc 0.1 before it was kept).
     #[serde(default)]
     pub weights_blake3: Option<String>,
+    /// BLAKE3 of the encoder's config, tokenizer and weights files, so that the encoder can be
+    /// found again on another machine (by `settings.encoder`, when `encoder_dir` is not there)
+    /// and a different one refused (absent in older checkpoints).
+    #[serde(default)]
+    pub encoder_blake3: Option<EncoderHashes>,
+}
+
+/// BLAKE3 of an encoder's files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncoderHashes {
+    pub config: String,
+    pub tokenizer: String,
+    pub weights: String,
+}
+
+impl EncoderHashes {
+    pub fn of(files: &EncoderFiles) -> Result<EncoderHashes> {
+        Ok(EncoderHashes {
+            config: hash_file(&files.config)?,
+            tokenizer: hash_file(&files.tokenizer)?,
+            weights: hash_file(&files.weights)?,
+        })
+    }
+}
+
+/// The encoder of a checkpoint: its recorded folder when it is there, else the one its
+/// `--encoder` names (the bundled default, a hub id in the HF cache, a path). With recorded
+/// hashes, a config or tokenizer that differs is refused, and so are differing weights when the
+/// router kept the encoder frozen (its query vectors are the encoder's own).
+fn find_encoder(sidecar: &Sidecar, sidecar_path: &Path) -> Result<EncoderFiles> {
+    let files = if sidecar.encoder_dir.is_dir() {
+        EncoderFiles::in_dir(&sidecar.encoder_dir)?
+    } else {
+        routerdc::hf::resolve(sidecar.settings.encoder.as_deref())?
+    };
+    let Some(recorded) = &sidecar.encoder_blake3 else { return Ok(files) };
+    let mut differs = Vec::new();
+    if hash_file(&files.config)? != recorded.config {
+        differs.push(files.config.display().to_string());
+    }
+    if hash_file(&files.tokenizer)? != recorded.tokenizer {
+        differs.push(files.tokenizer.display().to_string());
+    }
+    if sidecar.settings.freeze_encoder && hash_file(&files.weights)? != recorded.weights {
+        differs.push(files.weights.display().to_string());
+    }
+    if !differs.is_empty() {
+        return Err(Error::bad_file(
+            sidecar_path,
+            format!(
+                "the encoder found now (`{}`) is not the one the router was trained with: {} differ",
+                files.dir.display(),
+                differs.join(", ")
+            ),
+            "install the encoder the router was trained with (`settings.encoder` in this file), or train again",
+            None,
+        ));
+    }
+    Ok(files)
 }
 
 fn hash_file(path: &Path) -> Result<String> {
@@ -137,7 +196,10 @@ pub fn load_router(checkpoint: &Path, device: Device) -> Result<LoadedRouter> {
             Some(error.into()),
         )
     })?;
-    let files = EncoderFiles::in_dir(&sidecar.encoder_dir)?;
+    let mut sidecar = sidecar;
+    let files = find_encoder(&sidecar, &sidecar_path)?;
+    // Consumers (a frozen router's embedding cache) read the encoder from where it is now.
+    sidecar.encoder_dir = files.dir.clone();
     let config = EncoderConfig::read(&files.config)?;
     let tokenizer = TextTokenizer::load(&files, sidecar.max_length, sidecar.truncation)?;
     let weights = weights_of_pair(checkpoint, sidecar.weights_blake3.as_deref(), &sidecar_path)?;
