@@ -36,6 +36,6 @@ for kind in knn mlp; do
 done
 ID=mmlu_test,gsm8k-test,cmmlu_test,arc_challenge_test,humaneval_test
 "$bin" report --tables "$work/tables" --split test --checkpoint "$work/knn" --checkpoint "$work/cluster" --checkpoint "$work/mlp" \
-  --out "$work/report" --group "id=$ID" --group ood=MATH_prealgebra,mbpp --quiet
+  --out "$work/report" --group "id=$ID" --group ood=MATH_prealgebra,mbpp > /dev/null
 sed -n '/## Verdict/,/## acc_predict/p' "$work/report/report.md" | grep '^|'
 grep -E '^group,(id|ood),(knn|cluster|mlp|best_single|task_best),' "$work/report/baselines.csv" | cut -d, -f2,3,4,7,8,9

@@ -41,7 +41,18 @@ impl Knn {
         let mut out = Vec::with_capacity(queries.nrows());
         // In blocks of queries, so that the similarity matrix stays small.
         for (block, chunk) in queries.axis_chunks_iter(Axis(0), 256).enumerate() {
-            let similarities = chunk.dot(&self.vectors.t());
+            // A few queries (a service's single query): one matrix–vector product each, which
+            // reads the training vectors in place; a matrix product would first copy (pack) all
+            // of them, which costs more than the product itself for one row.
+            let similarities = if chunk.nrows() < 8 {
+                let mut rows = Array2::<f32>::zeros((chunk.nrows(), self.vectors.nrows()));
+                for (mut out, query) in rows.axis_iter_mut(Axis(0)).zip(chunk.axis_iter(Axis(0))) {
+                    out.assign(&self.vectors.dot(&query));
+                }
+                rows
+            } else {
+                chunk.dot(&self.vectors.t())
+            };
             for (offset, row) in similarities.axis_iter(Axis(0)).enumerate() {
                 let query = block * 256 + offset;
                 let mut order: Vec<usize> = (0..row.len()).filter(|&j| !(leave_one_out && j == query)).collect();
@@ -100,5 +111,22 @@ mod tests {
         assert_eq!(own.row(0).to_vec(), vec![1.0, 0.0]);
         // k larger than the training set: the mean over all.
         assert_eq!(knn.scores(array![[1.0f32, 0.0]].view(), 100, false), array![[0.5, 0.5]]);
+    }
+
+    #[test]
+    fn one_query_at_a_time_finds_the_neighbours_a_batch_finds() {
+        // 300 training vectors and 40 queries from a fixed generator: the batch takes the
+        // matrix product, each query alone the matrix–vector one.
+        let mut rng = crate::routing::rng(5);
+        let mut draw = |rows: usize| {
+            Array2::from_shape_fn((rows, 16), |_| (crate::routing::below(&mut rng, 2001) as f32 - 1000.0) / 1000.0)
+        };
+        let knn = Knn::new(draw(300), Array2::from_shape_fn((300, 3), |(i, j)| ((i * 7 + j) % 5) as f64));
+        let queries = draw(40);
+        let batch = knn.neighbours(queries.view(), 10, false);
+        for (row, expected) in batch.iter().enumerate() {
+            let alone = knn.neighbours(queries.slice(ndarray::s![row..row + 1, ..]), 10, false);
+            assert_eq!(&alone[0], expected, "query {row}");
+        }
     }
 }
