@@ -6,7 +6,7 @@
 //!
 //! Its folder and files are `stages::train::folder`'s.
 
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
 
 /// Training vectors (unit length) and targets.
 #[derive(Debug, Clone)]
@@ -41,13 +41,13 @@ impl Knn {
         let mut out = Vec::with_capacity(queries.nrows());
         // In blocks of queries, so that the similarity matrix stays small.
         for (block, chunk) in queries.axis_chunks_iter(Axis(0), 256).enumerate() {
-            // A few queries (a service's single query): one matrix–vector product each, which
+            // A few queries (a service's single query): one matrix–vector product each, on all cores, which
             // reads the training vectors in place; a matrix product would first copy (pack) all
             // of them, which costs more than the product itself for one row.
             let similarities = if chunk.nrows() < 8 {
                 let mut rows = Array2::<f32>::zeros((chunk.nrows(), self.vectors.nrows()));
                 for (mut out, query) in rows.axis_iter_mut(Axis(0)).zip(chunk.axis_iter(Axis(0))) {
-                    out.assign(&self.vectors.dot(&query));
+                    self.similarities_to(query, out.as_slice_mut().expect("a row of a new array is contiguous"));
                 }
                 rows
             } else {
@@ -67,6 +67,18 @@ impl Knn {
             }
         }
         out
+    }
+
+    /// `out[j]` = ⟨training vector j, query⟩, over blocks of training vectors on all cores.
+    fn similarities_to(&self, query: ArrayView1<'_, f32>, out: &mut [f32]) {
+        use rayon::prelude::*;
+        const BLOCK: usize = 512;
+        out.par_chunks_mut(BLOCK).enumerate().for_each(|(block, out)| {
+            let rows = self.vectors.slice(ndarray::s![block * BLOCK..block * BLOCK + out.len(), ..]);
+            for (value, row) in out.iter_mut().zip(rows.axis_iter(Axis(0))) {
+                *value = row.dot(&query);
+            }
+        });
     }
 
     /// The mean target per LLM over the first `k` of each query's `neighbours`.
