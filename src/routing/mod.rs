@@ -31,6 +31,17 @@ pub enum Similarity {
     Inner,
 }
 
+/// What the MLP router's outputs are fitted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum MlpLoss {
+    /// Mean squared error to the targets (any range; costs included).
+    #[default]
+    Mse,
+    /// Binary cross-entropy of sigmoid(output) to the targets (targets in [0, 1]: no cost rate).
+    Bce,
+}
+
 /// What routing aims at for query `row` of `table`: the scores, or for a table with costs
 /// `score − cost_rate × cost`, in model order.
 pub fn targets(table: &ScoredTable, row: usize, cost_rate: f64) -> Vec<f64> {

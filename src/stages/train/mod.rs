@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::hf::tokenize::TruncationSide;
+pub use crate::routing::MlpLoss;
 use crate::routing::{Similarity, select_split};
 use crate::stages::embed::DeviceChoice;
 use crate::table::{LoadedTable, Split};
@@ -33,17 +34,6 @@ pub enum RouterKind {
     /// A small MLP (or, with `--hidden 0`, a linear map) on frozen embeddings predicting each
     /// LLM's target; a query goes to the argmax. Early stopping on held-out training rows.
     Mlp,
-}
-
-/// What the MLP router's outputs are fitted to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum MlpLoss {
-    /// Mean squared error to the targets (any range; costs included).
-    #[default]
-    Mse,
-    /// Binary cross-entropy of sigmoid(output) to the targets (targets in [0, 1]: no cost rate).
-    Bce,
 }
 
 /// Settings of `routerdc train` (defaults: the reference implementation's).

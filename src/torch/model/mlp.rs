@@ -11,7 +11,7 @@
 
 use tch::{Reduction, Tensor, nn};
 
-use routerdc::stages::train::MlpLoss;
+use routerdc::routing::MlpLoss;
 
 #[derive(Debug)]
 pub struct Mlp {
