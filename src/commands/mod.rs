@@ -157,7 +157,8 @@ fn run_report(config: &report::ReportConfig, quiet: bool) -> Result<ExitCode> {
     // rows the report reads are routed.
     let mut folders = Vec::with_capacity(config.checkpoint.len());
     let mut names: Vec<String> = Vec::with_capacity(config.checkpoint.len());
-    for checkpoint in &config.checkpoint {
+    for router in &config.checkpoint {
+        let checkpoint = &router.path;
         let routes =
             tempfile::tempdir().map_err(|source| crate::Error::Write { path: std::env::temp_dir(), source })?;
         let mut route = child::command(crate::torch_helper());
@@ -177,7 +178,12 @@ fn run_report(config: &report::ReportConfig, quiet: bool) -> Result<ExitCode> {
             Some(dir) => crate::stages::train::folder::read_router_file(dir)?.kind,
             None => report::ROUTER.to_owned(),
         };
-        let name = if names.contains(&kind) {
+        let name = if let Some(name) = &router.name {
+            if names.contains(name) {
+                return Err(crate::Error::setting("checkpoint", format!("two routers are named `{name}`")));
+            }
+            name.clone()
+        } else if names.contains(&kind) {
             let folder = if checkpoint.is_dir() { Some(checkpoint.as_path()) } else { checkpoint.parent() };
             let folder = folder.and_then(|dir| dir.file_name()).map(|name| name.to_string_lossy().into_owned());
             format!("{kind}:{}", folder.unwrap_or_else(|| names.len().to_string()))

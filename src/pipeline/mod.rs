@@ -350,6 +350,11 @@ fn wiring(kind: StageKind, dir: &Path, before: &[Stage]) -> Vec<(&'static str, P
                     .unwrap_or("routerdc");
                 let checkpoint =
                     if kind == "routerdc" { train.dir.join("best.safetensors") } else { train.dir.clone() };
+                // A named train stage names its router's rows (`--checkpoint NAME=PATH`).
+                let checkpoint = match &train.name {
+                    Some(name) => PathBuf::from(format!("{name}={}", checkpoint.display())),
+                    None => checkpoint,
+                };
                 wired.push(("checkpoint", checkpoint));
             }
         }
@@ -519,6 +524,8 @@ fn resolve(
         // The training curves come from the log beside a checkpoint file (a router folder is
         // an input as a whole).
         for (_, checkpoint) in wiring.iter().filter(|(key, _)| *key == "checkpoint") {
+            let value = checkpoint.to_string_lossy();
+            let checkpoint = Path::new(path_part(&value));
             if checkpoint.extension().is_some_and(|extension| extension == "safetensors") {
                 inputs.extend(checkpoint.parent().map(|dir| dir.join("train_log.parquet")));
                 inputs.extend(checkpoint.parent().map(|dir| dir.join("best.json")));

@@ -1,7 +1,7 @@
 //! The trainer: losses and gradients against a PyTorch transcription of the losses in docs/method.md, a tiny
 //! end-to-end run, checkpoints, `route`, `report --checkpoint`, and bad settings.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::{Value, json};
@@ -770,6 +770,18 @@ fn knn_cluster_and_mlp_routers_train_route_report_and_refuse_bad_files() {
     let routed = route_line(&clustered);
     ok(&routed);
     assert!(stdout(&routed).contains("\"scores\""), "{}", stdout(&routed));
+    // `NAME=PATH` names a router's rows; a name an LLM or a baseline has is refused.
+    let named = temp.path().join("named_report");
+    let near = PathBuf::from(format!("near={}", out.display()));
+    ok(&report_with(&test_tables, &[&near], &named));
+    let rows = read_csv(&named.join("baselines.csv"));
+    assert!(rows.iter().any(|r| r["router"] == "near" && r["scope"] == "group"), "{rows:?}");
+    for taken in ["oracle", "llm-b"] {
+        let clash = PathBuf::from(format!("{taken}={}", out.display()));
+        let refused = report_with(&test_tables, &[&clash], &temp.path().join("clash"));
+        assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+        assert!(stderr(&refused).contains("would be mistaken"), "{}", stderr(&refused));
+    }
 
     // The MLP router (linear here) learns the same three topics from nine of the questions,
     // three held out to choose its epoch.

@@ -25,6 +25,28 @@ use crate::error::{Error, Result};
 use crate::routing::select_split;
 use crate::table::{LoadedTable, Split};
 
+/// A `--checkpoint` value, `[NAME=]PATH`: a router and, optionally, the name of its rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouterArg {
+    pub name: Option<String>,
+    pub path: PathBuf,
+}
+
+impl std::str::FromStr for RouterArg {
+    type Err = String;
+
+    fn from_str(value: &str) -> std::result::Result<Self, Self::Err> {
+        // A path that exists is a path, `=` or not.
+        if !std::path::Path::new(value).exists()
+            && let Some((name, path)) = value.split_once('=')
+        {
+            crate::table::check_name(name).map_err(|why| format!("`{name}` cannot name a router's rows: {why}"))?;
+            return Ok(RouterArg { name: Some(name.to_owned()), path: PathBuf::from(path) });
+        }
+        Ok(RouterArg { name: None, path: PathBuf::from(value) })
+    }
+}
+
 /// Settings of `routerdc report`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReportConfig {
@@ -44,10 +66,11 @@ pub struct ReportConfig {
     #[arg(long, default_value_t = 0.0)]
     pub cost_rate: f64,
     /// A trained router: `best.safetensors` from `routerdc train` (rows `routerdc`) or a router
-    /// folder from `train --router knn|cluster` (rows named by its kind). Repeatable: every
-    /// router's rows come first, in this order, and each is compared with the baselines.
-    #[arg(long = "checkpoint", value_name = "FILE|DIR")]
-    pub checkpoint: Vec<PathBuf>,
+    /// folder from `train --router knn|cluster|mlp` (rows named by its kind); `NAME=PATH` names
+    /// its rows NAME. Repeatable: every router's rows come first, in this order, and each is
+    /// compared with the baselines.
+    #[arg(long = "checkpoint", value_name = "[NAME=]FILE|DIR")]
+    pub checkpoint: Vec<RouterArg>,
     /// Resamples of the paired bootstrap behind the verdict's intervals.
     #[arg(long, default_value_t = 1000)]
     pub bootstrap: usize,
@@ -86,6 +109,17 @@ pub fn run(config: &ReportConfig, routes: &[(String, Routes<'_>)]) -> Result<Rep
     }
     if !(config.cost_rate >= 0.0 && config.cost_rate.is_finite()) {
         return Err(Error::setting("cost_rate", format!("{} is not a non-negative number", config.cost_rate)));
+    }
+    // A router's rows must not be mistaken for an LLM's or a baseline's.
+    for (name, _) in routes {
+        let taken = [ORACLE, ORACLE_STRICT, RANDOM, BEST_SINGLE, verdict::TASK_BEST].contains(&name.as_str())
+            || tables.iter().any(|loaded| loaded.table.models.contains(name));
+        if taken {
+            return Err(Error::setting(
+                "checkpoint",
+                format!("a router named `{name}` would be mistaken for the LLM or baseline of that name"),
+            ));
+        }
     }
     let routers: Vec<(String, Vec<Vec<usize>>)> = routes
         .iter()
@@ -138,8 +172,11 @@ pub fn run(config: &ReportConfig, routes: &[(String, Routes<'_>)]) -> Result<Rep
     }
     written.extend(accuracy_figure(&rows, &intervals, &out.join(ACC_FIGURE))?);
     // The training log sits beside a checkpoint file, or in a router folder.
-    let run_dirs =
-        config.checkpoint.iter().filter_map(|path| if path.is_dir() { Some(path.as_path()) } else { path.parent() });
+    let run_dirs = config
+        .checkpoint
+        .iter()
+        .map(|router| router.path.as_path())
+        .filter_map(|path| if path.is_dir() { Some(path) } else { path.parent() });
     if let Some(log) = run_dirs.map(|dir| dir.join("train_log.parquet")).find(|log| log.is_file()) {
         written.extend(training_figure(&log, &out.join(TRAINING_FIGURE))?);
         figures.training = true;
@@ -162,11 +199,7 @@ fn report_markdown(config: &ReportConfig, tables: &str, figures: &Figures) -> St
         "Tables: `{}`{}{}.\n",
         config.tables.display(),
         config.split.map(|split| format!(", rows of the `{}` split", split.as_str())).unwrap_or_default(),
-        config
-            .checkpoint
-            .iter()
-            .map(|checkpoint| format!("; router from `{}`", checkpoint.display()))
-            .collect::<String>()
+        config.checkpoint.iter().map(|router| format!("; router from `{}`", router.path.display())).collect::<String>()
     );
     let _ = writeln!(out, "![acc_predict per dataset]({ACC_FIGURE}.png)\n");
     out.push_str(tables);
