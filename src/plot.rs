@@ -44,12 +44,18 @@ pub enum PointKind {
 
 /// The cost–quality figure of one table: every LLM, the oracles, and the non-decreasing convex
 /// hull (the zero router), written as `<base>.svg` and `<base>.png`.
-pub fn cost_quality(title: &str, points: &[LabelledPoint], hull: &[(f64, f64)], base: &Path) -> Result<Vec<PathBuf>> {
+pub fn cost_quality(
+    title: &str,
+    points: &[LabelledPoint],
+    hull: &[(f64, f64)],
+    curves: &[(String, Vec<(f64, f64)>)],
+    base: &Path,
+) -> Result<Vec<PathBuf>> {
     write_both(
         base,
         SIZE,
-        |area| draw_cost_quality(area, title, points, hull),
-        |area| draw_cost_quality(area, title, points, hull),
+        |area| draw_cost_quality(area, title, points, hull, curves),
+        |area| draw_cost_quality(area, title, points, hull, curves),
     )
 }
 
@@ -97,13 +103,18 @@ fn draw_cost_quality<DB: DrawingBackend>(
     title: &str,
     points: &[LabelledPoint],
     hull: &[(f64, f64)],
+    curves: &[(String, Vec<(f64, f64)>)],
 ) -> std::result::Result<(), String> {
     let error = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     area.fill(&WHITE).map_err(error)?;
-    let x = padded_range(points.iter().map(|p| p.cost).chain(hull.iter().map(|p| p.0)));
+    let curve_points = curves.iter().flat_map(|(_, curve)| curve.iter());
+    let x = padded_range(
+        points.iter().map(|p| p.cost).chain(hull.iter().map(|p| p.0)).chain(curve_points.clone().map(|p| p.0)),
+    );
     // Room on the right for the labels of the costliest points.
     let x = x.start..x.end + (x.end - x.start) * 0.2;
-    let y = padded_range(points.iter().map(|p| p.quality).chain(hull.iter().map(|p| p.1)));
+    let y =
+        padded_range(points.iter().map(|p| p.quality).chain(hull.iter().map(|p| p.1)).chain(curve_points.map(|p| p.1)));
     let mut chart = ChartBuilder::on(&area)
         .caption(title, ("sans-serif", 22))
         .margin(16)
@@ -124,11 +135,21 @@ fn draw_cost_quality<DB: DrawingBackend>(
         .map_err(error)?
         .label("zero router (non-decreasing hull)")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], hull_color.stroke_width(2)));
+    // Each router's λ sweep: a thin line through small markers, in colours after the hull's.
+    for (index, (name, curve)) in curves.iter().enumerate() {
+        let color = PALETTE[(index + 1) % PALETTE.len()];
+        chart
+            .draw_series(LineSeries::new(curve.iter().copied(), color.stroke_width(1)))
+            .map_err(error)?
+            .label(format!("{name} (cost penalty λ swept)"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+        chart.draw_series(curve.iter().map(|&p| Circle::new(p, 2, color.filled()))).map_err(error)?;
+    }
     for (kind, color, name) in [
         (PointKind::Llm, RGBColor(127, 127, 127), "LLM"),
         (PointKind::ParetoLlm, RGBColor(44, 160, 44), "LLM on the Pareto front"),
         (PointKind::Oracle, RGBColor(214, 39, 40), "oracle"),
-        (PointKind::Router, RGBColor(148, 103, 189), "routerdc"),
+        (PointKind::Router, RGBColor(148, 103, 189), "trained router (λ = 0)"),
     ] {
         let chosen: Vec<&LabelledPoint> = points.iter().filter(|p| p.kind == kind).collect();
         if chosen.is_empty() {

@@ -157,6 +157,7 @@ fn run_report(config: &report::ReportConfig, quiet: bool) -> Result<ExitCode> {
     // rows the report reads are routed.
     let mut folders = Vec::with_capacity(config.checkpoint.len());
     let mut names: Vec<String> = Vec::with_capacity(config.checkpoint.len());
+    let mut costs = Vec::with_capacity(config.checkpoint.len());
     for router in &config.checkpoint {
         let checkpoint = &router.path;
         let routes =
@@ -191,15 +192,20 @@ fn run_report(config: &report::ReportConfig, quiet: bool) -> Result<ExitCode> {
             kind
         };
         names.push(name);
+        costs.push(crate::stages::route::router_costs(checkpoint)?);
         folders.push(routes);
     }
     let readers: Vec<_> = folders
         .iter()
         .map(|routes| move |table: &crate::table::LoadedTable| crate::stages::route::read_routes(routes.path(), table))
         .collect();
-    let routes: Vec<(String, report::Routes<'_>)> =
-        names.into_iter().zip(&readers).map(|(name, read)| (name, read as report::Routes<'_>)).collect();
-    let output = report::run(config, &routes)?;
+    let routers: Vec<report::RouterInput<'_>> = names
+        .into_iter()
+        .zip(costs)
+        .zip(&readers)
+        .map(|((name, costs), read)| report::RouterInput { name, costs, routes: read as report::Routes<'_> })
+        .collect();
+    let output = report::run(config, &routers)?;
     print!("{}", output.markdown);
     for path in &output.files {
         note(quiet, format_args!("wrote {}", path.display()));

@@ -4,7 +4,8 @@
 //!
 //! - the target a router aims at for a query: each LLM's score, minus `cost_rate × cost` when
 //!   the table has costs ([`targets`]);
-//! - the decision rule: the argmax, the first index on ties ([`first_argmax`]);
+//! - the decision rule: the argmax, the first index on ties ([`first_argmax`]), of a router's
+//!   scores less a routing-time cost penalty ([`penalised`], [`expected_costs`]);
 //! - how a routing is scored against a table: `acc` and `acc_predict` ([`evaluate`]);
 //! - which rows take part ([`select_split`]);
 //! - the training choices of the contrastive losses ([`choice`]) and the seeded draws behind
@@ -50,6 +51,31 @@ pub fn targets(table: &ScoredTable, row: usize, cost_rate: f64) -> Vec<f64> {
         Some(costs) => scores.iter().zip(costs).map(|(score, cost)| score - cost_rate * cost).collect(),
         None => scores.to_vec(),
     }
+}
+
+/// Each LLM's expected cost per query: its mean cost over every row of `tables` (a router's
+/// training rows); `None` when a table has no costs.
+pub fn expected_costs(tables: &[LoadedTable]) -> Option<Vec<f64>> {
+    let models = tables.first()?.table.n_models();
+    let (mut sums, mut rows) = (vec![0.0; models], 0usize);
+    for loaded in tables {
+        for row in 0..loaded.table.n_queries() {
+            for (sum, cost) in sums.iter_mut().zip(loaded.table.cost_row(row)?) {
+                *sum += cost;
+            }
+            rows += 1;
+        }
+    }
+    (rows > 0).then(|| sums.into_iter().map(|sum| sum / rows as f64).collect())
+}
+
+/// The routing-time cost penalty: `score_t − λ · cost_t` per LLM (the scores unchanged at
+/// λ = 0). A router's choice is the [`first_argmax`] of these.
+pub fn penalised(scores: &[f64], costs: &[f64], cost_rate: f64) -> Vec<f64> {
+    if cost_rate == 0.0 {
+        return scores.to_vec();
+    }
+    scores.iter().zip(costs).map(|(score, cost)| score - cost_rate * cost).collect()
 }
 
 /// Index of the largest value, the first one on ties (numpy's `argmax`).

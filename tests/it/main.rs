@@ -2,6 +2,7 @@
 
 mod cli;
 mod convert;
+mod costs;
 mod encoder;
 mod hostile;
 mod ingest;

@@ -143,6 +143,8 @@ pub fn routerbench_hull(points: &[Point]) -> Vec<Point> {
 pub struct CostQualityRow {
     pub dataset: String,
     pub router: String,
+    /// A trained router's point: the routing-time cost penalty λ it was routed with.
+    pub lambda: Option<f64>,
     pub cost: Option<f64>,
     pub quality: Option<f64>,
     pub pareto: Option<bool>,
@@ -173,6 +175,7 @@ pub fn cost_quality(rows: &[ReportRow], tables: &[LoadedTable]) -> Vec<CostQuali
             out.push(CostQualityRow {
                 dataset: table.dataset.clone(),
                 router: row.router.clone(),
+                lambda: None,
                 cost: Some(points[i].0),
                 quality: Some(points[i].1),
                 pareto: Some(front.contains(&i)),
@@ -186,6 +189,7 @@ pub fn cost_quality(rows: &[ReportRow], tables: &[LoadedTable]) -> Vec<CostQuali
         out.push(CostQualityRow {
             dataset: table.dataset.clone(),
             router: ZERO_ROUTER.to_owned(),
+            lambda: None,
             cost: None,
             quality: None,
             pareto: None,
@@ -197,10 +201,180 @@ pub fn cost_quality(rows: &[ReportRow], tables: &[LoadedTable]) -> Vec<CostQuali
     out
 }
 
+/// The λ at which each query's choice changes as the penalty grows from 0: for each query, the
+/// breakpoints of the upper envelope of the lines `s_t − λ c_t` (its choice moves to cheaper and
+/// cheaper LLMs until the cheapest).
+fn breakpoints(scores: &[Vec<f64>], costs: &[f64]) -> Vec<f64> {
+    let mut out = Vec::new();
+    for row in scores {
+        let (mut lambda, mut choice) = (0.0f64, crate::routing::first_argmax(row));
+        loop {
+            // The next LLM, cheaper than the current choice, whose line overtakes it first.
+            let next = (0..costs.len())
+                .filter(|&t| costs[t] < costs[choice])
+                .map(|t| ((row[choice] - row[t]) / (costs[choice] - costs[t]), t))
+                .filter(|(at, _)| at.is_finite())
+                .min_by(|a, b| a.0.total_cmp(&b.0).then(costs[a.1].total_cmp(&costs[b.1])));
+            let Some((at, t)) = next else { break };
+            lambda = lambda.max(at);
+            out.push(lambda);
+            choice = t;
+        }
+    }
+    out
+}
+
+/// The λ grid of a router's cost sweep on one table, chosen from the data: 0 (cost ignored),
+/// then λ just past evenly spaced quantiles (48 of them) of the values at which some query's
+/// choice changes ([`breakpoints`]), and just past the largest, where every query goes to the
+/// LLM with the least expected cost. Just `[0]` when no choice ever changes.
+pub fn lambda_grid(scores: &[Vec<f64>], costs: &[f64]) -> Vec<f64> {
+    let mut changes: Vec<f64> = breakpoints(scores, costs).into_iter().filter(|l| *l > 0.0).collect();
+    changes.sort_by(f64::total_cmp);
+    let mut grid = vec![0.0];
+    let Some(&last) = changes.last() else { return grid };
+    let steps = 48;
+    for i in 1..=steps {
+        let at = changes[((i as f64 / steps as f64) * (changes.len() - 1) as f64).round() as usize];
+        grid.push(at * (1.0 + 1e-9));
+    }
+    grid.push(last * 1.01);
+    grid.dedup();
+    grid
+}
+
+/// One point of a router's sweep: routed with penalty `lambda`, its mean cost and quality
+/// (acc_predict) on the table.
+pub fn sweep_point(table: &crate::table::ScoredTable, scores: &[Vec<f64>], costs: &[f64], lambda: f64) -> Point {
+    let n = table.n_queries().max(1) as f64;
+    let (mut cost, mut quality) = (0.0, 0.0);
+    for (row, row_scores) in scores.iter().enumerate() {
+        let choice = crate::routing::first_argmax(&crate::routing::penalised(row_scores, costs, lambda));
+        cost += table.cost_row(row).map_or(0.0, |costs| costs[choice]);
+        quality += table.kind.credit(table.score_row(row)[choice]);
+    }
+    (cost / n, quality / n)
+}
+
+/// A trained router's curve on one table with costs: a point per λ of [`lambda_grid`], each
+/// flagged when on the router's own non-decreasing hull, then its AIQ in both forms over the
+/// LLMs' cost range `[c_min, c_max]` (the zero router's).
+pub fn router_curve(
+    table: &crate::table::ScoredTable,
+    router: &str,
+    scores: &[Vec<f64>],
+    costs: &[f64],
+    (c_min, c_max): (f64, f64),
+) -> Vec<CostQualityRow> {
+    let grid = lambda_grid(scores, costs);
+    let points: Vec<Point> = grid.iter().map(|&lambda| sweep_point(table, scores, costs, lambda)).collect();
+    let hull = non_decreasing_hull(&points);
+    let mut out: Vec<CostQualityRow> = grid
+        .iter()
+        .zip(&points)
+        .map(|(&lambda, &(cost, quality))| CostQualityRow {
+            dataset: table.dataset.clone(),
+            router: router.to_owned(),
+            lambda: Some(lambda),
+            cost: Some(cost),
+            quality: Some(quality),
+            pareto: None,
+            hull: Some(hull.contains(&(cost, quality))),
+            aiq_paper: None,
+            aiq_code: None,
+        })
+        .collect();
+    out.push(CostQualityRow {
+        dataset: table.dataset.clone(),
+        router: router.to_owned(),
+        lambda: None,
+        cost: None,
+        quality: None,
+        pareto: None,
+        hull: None,
+        aiq_paper: Some(aiq_paper(&hull, c_min, c_max)),
+        aiq_code: Some(aiq_code(&routerbench_hull(&points), c_max)),
+    });
+    out
+}
+
+/// The quality of the piecewise-linear `hull` at cost `c` (`None` below its first cost; its
+/// last quality beyond its last cost).
+fn hull_at(hull: &[Point], c: f64) -> Option<f64> {
+    let first = hull.first()?;
+    if c < first.0 {
+        return None;
+    }
+    for w in hull.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        if c <= b.0 {
+            return Some(if b.0 == a.0 { b.1 } else { a.1 + (b.1 - a.1) * (c - a.0) / (b.0 - a.0) });
+        }
+    }
+    hull.last().map(|p| p.1)
+}
+
+/// The cost ranges within `[c_min, c_max]` where the router's hull lies above the zero router's
+/// (by more than 1e-9), found on 1,001 evenly spaced costs.
+pub fn above_zero_router(router: &[Point], zero: &[Point], (c_min, c_max): (f64, f64)) -> Vec<(f64, f64)> {
+    let mut ranges: Vec<(f64, f64)> = Vec::new();
+    let mut open: Option<f64> = None;
+    let steps = 1000;
+    let mut last = c_min;
+    for i in 0..=steps {
+        let c = c_min + (c_max - c_min) * i as f64 / steps as f64;
+        let above = match (hull_at(router, c), hull_at(zero, c)) {
+            (Some(r), Some(z)) => r > z + 1e-9,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        match (above, open) {
+            (true, None) => open = Some(c),
+            (false, Some(start)) => {
+                ranges.push((start, last));
+                open = None;
+            }
+            _ => {}
+        }
+        last = c;
+    }
+    if let Some(start) = open {
+        ranges.push((start, c_max));
+    }
+    ranges
+}
+
+/// Every trained router's curve (a [`router_curve`]) on every table with costs, for the routers
+/// that recorded costs; `llm_rows` are the tables' LLM and zero-router rows (their cost range).
+pub fn router_curves(
+    tables: &[LoadedTable],
+    llm_rows: &[CostQualityRow],
+    routed: &[(String, Option<Vec<f64>>, Vec<crate::stages::route::Routed>)],
+) -> Vec<CostQualityRow> {
+    let mut out = Vec::new();
+    for (index, loaded) in tables.iter().enumerate().filter(|(_, loaded)| loaded.table.costs.is_some()) {
+        let table = &loaded.table;
+        let llm_costs: Vec<f64> = llm_rows
+            .iter()
+            .filter(|r| r.dataset == table.dataset && table.models.contains(&r.router))
+            .filter_map(|r| r.cost)
+            .collect();
+        let c_min = llm_costs.iter().copied().fold(f64::INFINITY, f64::min);
+        let c_max = llm_costs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        for (name, costs, per_table) in routed {
+            if let Some(costs) = costs {
+                out.extend(router_curve(table, name, &per_table[index].scores, costs, (c_min, c_max)));
+            }
+        }
+    }
+    out
+}
+
 pub fn cost_quality_frame(rows: &[CostQualityRow]) -> Result<DataFrame> {
     let columns = vec![
         Column::new("dataset".into(), rows.iter().map(|r| r.dataset.as_str()).collect::<Vec<_>>()),
         Column::new("router".into(), rows.iter().map(|r| r.router.as_str()).collect::<Vec<_>>()),
+        Column::new("lambda".into(), rows.iter().map(|r| r.lambda).collect::<Vec<_>>()),
         Column::new("cost".into(), rows.iter().map(|r| r.cost).collect::<Vec<_>>()),
         Column::new("quality".into(), rows.iter().map(|r| r.quality).collect::<Vec<_>>()),
         Column::new("pareto".into(), rows.iter().map(|r| r.pareto).collect::<Vec<_>>()),
@@ -230,6 +404,54 @@ pub fn cost_quality_markdown(rows: &[CostQualityRow]) -> String {
         );
     }
     out.push('\n');
+    let curves: Vec<&CostQualityRow> =
+        rows.iter().filter(|r| r.router != ZERO_ROUTER && r.lambda.is_none() && r.aiq_paper.is_some()).collect();
+    if !curves.is_empty() {
+        out.push_str(
+            "Each router's curve: its points routed with the penalty λ from 0 (cost ignored) to the \
+             cheapest LLM for every query, their non-decreasing hull, its AIQ over the LLMs' cost \
+             range, and where it lies above the zero router's hull.\n\n\
+             | dataset | router | AIQ (paper) | zero router | AIQ (code) | zero router | above the zero router for mean costs in |\n\
+             |---|---|---:|---:|---:|---:|---|\n",
+        );
+        for curve in curves {
+            let Some(zero) = rows.iter().find(|r| r.dataset == curve.dataset && r.router == ZERO_ROUTER) else {
+                continue;
+            };
+            // LLM rows are the ones with a Pareto flag; a router's points have a λ.
+            let points = |keep: &dyn Fn(&CostQualityRow) -> bool| -> Vec<Point> {
+                rows.iter()
+                    .filter(|r| r.dataset == curve.dataset && keep(r))
+                    .filter_map(|r| Some((r.cost?, r.quality?)))
+                    .collect()
+            };
+            let llm_points = points(&|r| r.pareto.is_some());
+            let router_points = points(&|r| r.router == curve.router && r.lambda.is_some());
+            let c_min = llm_points.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+            let c_max = llm_points.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
+            let ranges = above_zero_router(
+                &non_decreasing_hull(&router_points),
+                &non_decreasing_hull(&llm_points),
+                (c_min, c_max),
+            );
+            let ranges = if ranges.is_empty() {
+                "nowhere".to_owned()
+            } else {
+                ranges.iter().map(|(a, b)| format!("[{a:.3e}, {b:.3e}]")).collect::<Vec<_>>().join(", ")
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {ranges} |",
+                curve.dataset,
+                curve.router,
+                curve.aiq_paper.unwrap_or(f64::NAN),
+                zero.aiq_paper.unwrap_or(f64::NAN),
+                curve.aiq_code.unwrap_or(f64::NAN),
+                zero.aiq_code.unwrap_or(f64::NAN),
+            );
+        }
+        out.push('\n');
+    }
     out
 }
 
@@ -263,6 +485,55 @@ mod tests {
         assert!((aiq_code(&hull, 4.0) - 2.05 / 4.0).abs() < 1e-15);
         // Paper form, a range beyond the hull: flat at 0.4 on [0, 1] and at 0.8 on [4, 5].
         assert!((aiq_paper(&hull, 0.0, 5.0) - (0.4 + 2.05 + 0.8) / 5.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn a_router_curve_follows_the_penalty_through_known_breakpoints() {
+        use crate::table::{MetricKind, ScoredTable};
+        // Two LLMs: `cheap` costs 1 per query, `dear` 3. The router prefers `dear` by 1.0, 0.4,
+        // 0 (a tie: the first LLM) and 0.6 on the four queries, so its choice moves to `cheap`
+        // at λ = 0.5, 0.2, never and 0.3 (the score gap over the cost gap of 2).
+        let scores = vec![vec![0.0, 1.0], vec![0.2, 0.6], vec![0.5, 0.5], vec![0.3, 0.9]];
+        let costs = [1.0, 3.0];
+        let table = ScoredTable {
+            dataset: "t".into(),
+            kind: MetricKind::MultiAttempt,
+            models: vec!["cheap".into(), "dear".into()],
+            query_ids: (0..4).map(|i| i.to_string()).collect(),
+            texts: vec!["q".into(); 4],
+            splits: vec![None; 4],
+            cluster_ids: vec![None; 4],
+            // Quality of (cheap, dear) per query; each query's cost is the LLM's.
+            scores: vec![0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0],
+            costs: Some(vec![1.0, 3.0, 1.0, 3.0, 1.0, 3.0, 1.0, 3.0]),
+        };
+        let grid = lambda_grid(&scores, &costs);
+        assert_eq!(grid[0], 0.0);
+        assert!((grid.last().unwrap() - 0.5 * 1.01).abs() < 1e-12, "{grid:?}");
+        let points: Vec<Point> = grid.iter().map(|&l| sweep_point(&table, &scores, &costs, l)).collect();
+        // λ = 0: dear, dear, cheap, dear → cost (3+3+1+3)/4, quality (1+1+1+1)/4.
+        assert_eq!(points[0], (2.5, 1.0));
+        // Past 0.2: q1 moves to cheap (quality 1 there too); past 0.3 q3 does (quality 0); past
+        // 0.5 every query is on cheap.
+        let at = |lambda: f64| sweep_point(&table, &scores, &costs, lambda);
+        assert_eq!(at(0.25), (2.0, 1.0));
+        assert_eq!(at(0.35), (1.5, 0.75));
+        assert_eq!(at(0.6), (1.0, 0.5));
+        for point in &points {
+            assert!([(2.5, 1.0), (2.0, 1.0), (1.5, 0.75), (1.0, 0.5)].contains(point), "{point:?}");
+        }
+        // The curve's hull: (1, 0.5) → (1.5, 0.75) → (2, 1.0) (collinear, so the middle one
+        // drops), and (2.5, 1.0) adds nothing; the AIQ over the LLMs' range [1, 3] is the area
+        // 0.75 (from 1 to 2 under the line from 0.5 to 1.0) + 1.0 (flat at 1 from 2 to 3), over 2.
+        let rows = router_curve(&table, "r", &scores, &costs, (1.0, 3.0));
+        let aiq = rows.last().unwrap();
+        assert_eq!((aiq.router.as_str(), aiq.lambda), ("r", None));
+        assert!((aiq.aiq_paper.unwrap() - (0.75 + 1.0) / 2.0).abs() < 1e-12, "{aiq:?}");
+        assert!(rows.iter().any(|r| r.cost == Some(2.0) && r.hull == Some(true)));
+        // Above the zero router (the LLMs alone: (1, 0.5) and (3, 0.5)) wherever it reaches.
+        let ranges = above_zero_router(&non_decreasing_hull(&points), &[(1.0, 0.5)], (1.0, 3.0));
+        assert_eq!(ranges.len(), 1);
+        assert!(ranges[0].0 > 1.0 && ranges[0].0 < 1.01 && ranges[0].1 == 3.0, "{ranges:?}");
     }
 
     #[test]

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
-use super::baselines::{ORACLE, ORACLE_STRICT, RANDOM, ROUTER, ReportRow, Scope, unique};
-use super::cost_quality::{CostQualityRow, ZERO_ROUTER};
+use super::baselines::{ORACLE, ORACLE_STRICT, RANDOM, ReportRow, Scope, unique};
+use super::cost_quality::CostQualityRow;
 use super::verdict::Interval;
 use crate::error::{Error, Result};
 
@@ -105,17 +105,20 @@ pub fn training_figure(log: &Path, base: &Path) -> Result<Vec<PathBuf>> {
     crate::plot::training_curves("training", &loss, &scores, base)
 }
 
-/// The points of one table's cost–quality figure (each LLM, `oracle`, `oracle_strict`) and the
-/// hull through the LLM points.
+/// The points of one table's cost–quality figure (each LLM, `oracle`, `oracle_strict`, each
+/// trained router of `routers` as routed), the hull through the LLM points, and each router's
+/// λ-sweep curve (sorted by cost).
 pub fn cost_quality_figure(
     rows: &[ReportRow],
     cost_rows: &[CostQualityRow],
     dataset: &str,
-) -> (Vec<crate::plot::LabelledPoint>, Vec<(f64, f64)>) {
+    routers: &[String],
+) -> CostQualityFigure {
     use crate::plot::{LabelledPoint, PointKind};
+    // LLM rows are the ones with a Pareto flag.
     let mut points: Vec<LabelledPoint> = cost_rows
         .iter()
-        .filter(|r| r.dataset == dataset && r.router != ZERO_ROUTER)
+        .filter(|r| r.dataset == dataset && r.pareto.is_some())
         .filter_map(|r| {
             Some(LabelledPoint {
                 label: r.router.clone(),
@@ -127,8 +130,10 @@ pub fn cost_quality_figure(
         .collect();
     let llm_points: Vec<(f64, f64)> = points.iter().map(|p| (p.cost, p.quality)).collect();
     let hull = super::cost_quality::non_decreasing_hull(&llm_points);
-    for (router, kind) in [(ORACLE, PointKind::Oracle), (ORACLE_STRICT, PointKind::Oracle), (ROUTER, PointKind::Router)]
-    {
+    let marked = [(ORACLE, PointKind::Oracle), (ORACLE_STRICT, PointKind::Oracle)]
+        .into_iter()
+        .chain(routers.iter().map(|name| (name.as_str(), PointKind::Router)));
+    for (router, kind) in marked {
         if let Some(row) = rows.iter().find(|r| r.scope == Scope::Dataset && r.dataset == dataset && r.router == router)
         {
             points.push(LabelledPoint {
@@ -139,5 +144,24 @@ pub fn cost_quality_figure(
             });
         }
     }
-    (points, hull)
+    let curves = routers
+        .iter()
+        .filter_map(|name| {
+            let mut curve: Vec<(f64, f64)> = cost_rows
+                .iter()
+                .filter(|r| r.dataset == dataset && &r.router == name && r.lambda.is_some())
+                .filter_map(|r| Some((r.cost?, r.quality?)))
+                .collect();
+            curve.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+            (!curve.is_empty()).then(|| (name.clone(), curve))
+        })
+        .collect();
+    CostQualityFigure { points, hull, curves }
+}
+
+/// What one cost–quality figure draws.
+pub struct CostQualityFigure {
+    pub points: Vec<crate::plot::LabelledPoint>,
+    pub hull: Vec<(f64, f64)>,
+    pub curves: Vec<(String, Vec<(f64, f64)>)>,
 }

@@ -71,6 +71,10 @@ pub struct ReportConfig {
     /// compared with the baselines.
     #[arg(long = "checkpoint", value_name = "[NAME=]FILE|DIR")]
     pub checkpoint: Vec<RouterArg>,
+    /// λ of the routing-time cost penalty for the trained routers, as `route --cost-rate`: each
+    /// query goes to the argmax of the router's score minus λ × the LLM's mean training cost.
+    #[arg(long, default_value_t = 0.0)]
+    pub route_cost_rate: f64,
     /// Resamples of the paired bootstrap behind the verdict's intervals.
     #[arg(long, default_value_t = 1000)]
     pub bootstrap: usize,
@@ -87,13 +91,22 @@ pub struct ReportOutput {
     pub files: Vec<PathBuf>,
 }
 
-/// A trained router's choice for each query of a table.
-pub type Routes<'a> = &'a dyn Fn(&LoadedTable) -> Result<Vec<usize>>;
+/// A trained router's routes of a table: its choice and its per-LLM scores for each query.
+pub type Routes<'a> = &'a dyn Fn(&LoadedTable) -> Result<crate::stages::route::Routed>;
 
-/// Read the tables, compute the baselines and write `baselines.{parquet,csv,md}`. With a
-/// checkpoint, `routes` gives, for a table, the router's choice for each of its queries.
-/// `routes`, when given, names the trained router's rows (`routerdc`, `knn`) and gives its choices.
-pub fn run(config: &ReportConfig, routes: &[(String, Routes<'_>)]) -> Result<ReportOutput> {
+/// A trained router as the report sees it.
+pub struct RouterInput<'a> {
+    /// The name of its rows (`routerdc`, `knn`, or the name given).
+    pub name: String,
+    /// Each LLM's mean cost per query on its training rows, when it was trained with costs: what
+    /// `--route-cost-rate` and the cost sweep charge.
+    pub costs: Option<Vec<f64>>,
+    pub routes: Routes<'a>,
+}
+
+/// Read the tables, compute the baselines and write `baselines.{parquet,csv,md}`, beside the
+/// rows of every trained router in `routers` (their choices, charged `--route-cost-rate`).
+pub fn run(config: &ReportConfig, routers: &[RouterInput<'_>]) -> Result<ReportOutput> {
     // Every table as read (task_best's training rows come from there), and the reported rows:
     // a copy only when a split is selected.
     let all = crate::io::read_tables(&config.tables)?;
@@ -110,8 +123,14 @@ pub fn run(config: &ReportConfig, routes: &[(String, Routes<'_>)]) -> Result<Rep
     if !(config.cost_rate >= 0.0 && config.cost_rate.is_finite()) {
         return Err(Error::setting("cost_rate", format!("{} is not a non-negative number", config.cost_rate)));
     }
+    if !(config.route_cost_rate >= 0.0 && config.route_cost_rate.is_finite()) {
+        return Err(Error::setting(
+            "route_cost_rate",
+            format!("{} is not a non-negative number", config.route_cost_rate),
+        ));
+    }
     // A router's rows must not be mistaken for an LLM's or a baseline's.
-    for (name, _) in routes {
+    for name in routers.iter().map(|router| &router.name) {
         let taken = [ORACLE, ORACLE_STRICT, RANDOM, BEST_SINGLE, verdict::TASK_BEST].contains(&name.as_str())
             || tables.iter().any(|loaded| loaded.table.models.contains(name));
         if taken {
@@ -121,10 +140,41 @@ pub fn run(config: &ReportConfig, routes: &[(String, Routes<'_>)]) -> Result<Rep
             ));
         }
     }
-    let routers: Vec<(String, Vec<Vec<usize>>)> = routes
+    // Each router's routes, its choices re-made with the routing-time charge when one is set.
+    let mut routed: Vec<(String, Option<Vec<f64>>, Vec<crate::stages::route::Routed>)> = Vec::new();
+    for router in routers {
+        let tables_routed = tables.iter().map(router.routes).collect::<Result<Vec<_>>>()?;
+        let charge = crate::stages::route::charge(
+            router.costs.as_deref(),
+            config.route_cost_rate,
+            std::path::Path::new(&router.name),
+        )
+        .map_err(|_| {
+            Error::setting(
+                "route_cost_rate",
+                format!("the router `{}` was trained on tables without costs: there is no cost to charge", router.name),
+            )
+        })?;
+        let tables_routed = match &charge {
+            Some(charge) => tables_routed
+                .into_iter()
+                .map(|mut routed| {
+                    routed.choices = routed
+                        .scores
+                        .iter()
+                        .map(|scores| crate::routing::first_argmax(&crate::routing::penalised(scores, charge, 1.0)))
+                        .collect();
+                    routed
+                })
+                .collect(),
+            None => tables_routed,
+        };
+        routed.push((router.name.clone(), router.costs.clone(), tables_routed));
+    }
+    let routers: Vec<(String, Vec<Vec<usize>>)> = routed
         .iter()
-        .map(|(name, routes)| Ok((name.clone(), tables.iter().map(routes).collect::<Result<Vec<_>>>()?)))
-        .collect::<Result<_>>()?;
+        .map(|(name, _, per_table)| (name.clone(), per_table.iter().map(|r| r.choices.clone()).collect()))
+        .collect();
     let groups = resolve_groups(tables, &config.groups)?;
     // The routers' rows first, in the order given, then the baselines.
     let mut rows = Vec::new();
@@ -144,7 +194,8 @@ pub fn run(config: &ReportConfig, routes: &[(String, Routes<'_>)]) -> Result<Rep
     for column in verdict::comparison_columns(&rows, &comparisons, &intervals) {
         frame.with_column(column).map_err(Error::polars("adding the comparison columns"))?;
     }
-    let cost_rows = cost_quality(&rows, tables);
+    let mut cost_rows = cost_quality(&rows, tables);
+    cost_rows.extend(cost_quality::router_curves(tables, &cost_rows, &routed));
     let mut cost_frame = if cost_rows.is_empty() { None } else { Some(cost_quality_frame(&cost_rows)?) };
     if !cost_rows.is_empty() {
         markdown.push_str(&cost_quality_markdown(&cost_rows));
@@ -165,9 +216,16 @@ pub fn run(config: &ReportConfig, routes: &[(String, Routes<'_>)]) -> Result<Rep
     let mut figures = Figures::default();
     for loaded in tables.iter().filter(|loaded| loaded.table.costs.is_some()) {
         let dataset = &loaded.table.dataset;
-        let (points, hull) = cost_quality_figure(&rows, &cost_rows, dataset);
+        let names: Vec<String> = routers.iter().map(|(name, _)| name.clone()).collect();
+        let figure = cost_quality_figure(&rows, &cost_rows, dataset, &names);
         let base = crate::io::named_file(out, &format!("cost_quality_{dataset}"), "")?;
-        written.extend(crate::plot::cost_quality(&format!("{dataset}: cost and quality"), &points, &hull, &base)?);
+        written.extend(crate::plot::cost_quality(
+            &format!("{dataset}: cost and quality"),
+            &figure.points,
+            &figure.hull,
+            &figure.curves,
+            &base,
+        )?);
         figures.cost_quality.push(dataset.clone());
     }
     written.extend(accuracy_figure(&rows, &intervals, &out.join(ACC_FIGURE))?);

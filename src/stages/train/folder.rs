@@ -44,6 +44,10 @@ pub struct RouterFile {
     pub hidden: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss: Option<super::MlpLoss>,
+    /// Each LLM's mean cost per query on the training rows (tables with costs): what
+    /// `route --cost-rate` charges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub costs: Option<Vec<f64>>,
 }
 
 pub const ROUTER_FILE: &str = "router.json";

@@ -5,7 +5,7 @@ use polars::prelude::*;
 use tch::Tensor;
 
 use routerdc::error::{Error, Result};
-use routerdc::routing::{first_argmax, select_split};
+use routerdc::routing::{first_argmax, penalised, select_split};
 use routerdc::stages::embed as stage_embed;
 use routerdc::stages::route::RouteConfig;
 
@@ -20,6 +20,8 @@ pub fn run_route(config: &RouteConfig, quiet: bool) -> Result<()> {
     let device = embed::device(config.device)?;
     let loaded = load_router(&config.checkpoint, device)?;
     let models = &loaded.sidecar.models;
+    let charge =
+        routerdc::stages::route::charge(loaded.sidecar.costs.as_deref(), config.cost_rate, &config.checkpoint)?;
     if let Some(dir) = &config.tables {
         let out = config.out.as_ref().ok_or_else(|| Error::setting("out", "`--tables` needs `--out DIR`"))?;
         let tables = tables_to_route(dir, config, models, &config.checkpoint)?;
@@ -49,7 +51,7 @@ pub fn run_route(config: &RouteConfig, quiet: bool) -> Result<()> {
                 }
                 None => loaded.probabilities(&texts, config.batch_size)?,
             };
-            let path = write_routes(table, models, "prob", &probs, outputs.dir())?;
+            let path = write_routes(table, models, "prob", &probs, charge.as_deref(), outputs.dir())?;
             if !quiet {
                 let path = outputs.final_path(&path);
                 eprintln!("{:<28} {:>7} queries routed → {}", table.table.dataset, texts.len(), path.display());
@@ -61,7 +63,7 @@ pub fn run_route(config: &RouteConfig, quiet: bool) -> Result<()> {
     let queries = read_queries(config)?;
     let texts: Vec<&str> = queries.iter().map(String::as_str).collect();
     let probs = if texts.is_empty() { Vec::new() } else { loaded.probabilities(&texts, config.batch_size)? };
-    print_lines(models, "probs", &probs)
+    print_lines(models, "probs", &probs, charge.as_deref())
 }
 
 /// The queries on stdin (one per line) or in `--jsonl` (`{"text": ...}` or `{"question": ...}`).
@@ -112,7 +114,7 @@ fn read_queries(config: &RouteConfig) -> Result<Vec<String>> {
 
 /// One JSON object per query: the chosen LLM and the per-LLM values under `key`, in the
 /// router's model order (a JSON map would sort the keys).
-fn print_lines(models: &[String], key: &str, values: &[Vec<f64>]) -> Result<()> {
+fn print_lines(models: &[String], key: &str, values: &[Vec<f64>], charge: Option<&[f64]>) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     for p in values {
         let entries: Vec<String> = models
@@ -124,7 +126,7 @@ fn print_lines(models: &[String], key: &str, values: &[Vec<f64>]) -> Result<()> 
             .collect();
         let line = format!(
             "{{\"llm\":{},\"{key}\":{{{}}}}}\n",
-            serde_json::Value::from(models[first_argmax(p)].as_str()),
+            serde_json::Value::from(models[choose(p, charge)].as_str()),
             entries.join(",")
         );
         std::io::Write::write_all(&mut stdout, line.as_bytes())
@@ -218,6 +220,7 @@ fn route_folder(dir: &std::path::Path, config: &RouteConfig, quiet: bool) -> Res
         ));
     }
     let (router, data_path) = load_folder(dir, &file)?;
+    let charge = routerdc::stages::route::charge(file.costs.as_deref(), config.cost_rate, dir)?;
     let route = |flat: Vec<f32>, dim: usize| -> Result<Vec<Vec<f64>>> {
         let rows = flat.len() / dim.max(1);
         let queries = ndarray::Array2::from_shape_vec((rows, dim), flat)
@@ -239,7 +242,7 @@ fn route_folder(dir: &std::path::Path, config: &RouteConfig, quiet: bool) -> Res
         let (vectors, dim, _, _) = embed::embed_tables(&tables, &options, quiet)?;
         let outputs = routerdc::io::Outputs::new(out)?;
         for (table, flat) in tables.iter().zip(vectors) {
-            write_routes(table, models, "score", &route(flat, dim)?, outputs.dir())?;
+            write_routes(table, models, "score", &route(flat, dim)?, charge.as_deref(), outputs.dir())?;
         }
         outputs.commit()?;
         return Ok(());
@@ -261,7 +264,7 @@ fn route_folder(dir: &std::path::Path, config: &RouteConfig, quiet: bool) -> Res
         scores.extend(route(vector.to_vec(), dim)?);
         times.push(started.elapsed().as_secs_f64() * 1e3);
     }
-    print_lines(models, "scores", &scores)?;
+    print_lines(models, "scores", &scores, charge.as_deref())?;
     if !quiet {
         times.sort_by(f64::total_cmp);
         let at = |q: f64| times[((q * (times.len() - 1) as f64).round() as usize).min(times.len() - 1)];
@@ -303,16 +306,26 @@ fn tables_to_route(
     Ok(tables)
 }
 
+/// The choice for one query: the argmax of its scores less the routing-time `charge` per LLM
+/// (`route --cost-rate`).
+fn choose(values: &[f64], charge: Option<&[f64]>) -> usize {
+    match charge {
+        Some(charge) => first_argmax(&penalised(values, charge, 1.0)),
+        None => first_argmax(values),
+    }
+}
+
 /// `<dir>/<table>.parquet`: `query_id`, the chosen `llm` and `llm_index` (the argmax of each
-/// row of `values`), and `<prefix>:<model>` columns with the values; returns its path.
+/// row of `values` less `charge`), and `<prefix>:<model>` columns with the values; returns its path.
 fn write_routes(
     table: &routerdc::table::LoadedTable,
     models: &[String],
     prefix: &str,
     values: &[Vec<f64>],
+    charge: Option<&[f64]>,
     dir: &std::path::Path,
 ) -> Result<std::path::PathBuf> {
-    let choices: Vec<usize> = values.iter().map(|v| first_argmax(v)).collect();
+    let choices: Vec<usize> = values.iter().map(|v| choose(v, charge)).collect();
     let mut columns = vec![
         Column::new("query_id".into(), &table.table.query_ids),
         Column::new("llm".into(), choices.iter().map(|&c| models[c].as_str()).collect::<Vec<_>>()),

@@ -57,6 +57,10 @@ pub struct Sidecar {
     /// and a different one refused (absent in older checkpoints).
     #[serde(default)]
     pub encoder_blake3: Option<EncoderHashes>,
+    /// Each LLM's mean cost per query on the training rows (tables with costs): what
+    /// `route --cost-rate` charges.
+    #[serde(default)]
+    pub costs: Option<Vec<f64>>,
 }
 
 /// BLAKE3 of an encoder's files.

@@ -151,6 +151,7 @@ pub fn run(config: &TrainConfig, quiet: bool) -> Result<()> {
         cost_rate: config.cost_rate,
         hidden: None,
         loss: None,
+        costs: routing::expected_costs(&train_tables),
     };
     write_folder(&config.out, &file, |path| write_knn(&knn, &file.models, path))?;
     if !quiet {
@@ -266,6 +267,7 @@ fn cluster_router(
         cost_rate: config.cost_rate,
         hidden: None,
         loss: None,
+        costs: routing::expected_costs(train_tables),
     };
     write_folder(&config.out, &file, |path| write_knn(&router, &file.models, path))?;
     if !quiet {

@@ -164,6 +164,7 @@ pub fn mlp_router(
         cost_rate: config.cost_rate,
         hidden: Some(config.hidden),
         loss: Some(config.loss),
+        costs: routing::expected_costs(train_tables),
     };
     let named = network.named();
     write_folder(&config.out, &file, |path| {

@@ -75,6 +75,7 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
     let models = train_tables[0].table.models.clone();
     let files = hf::resolve(config.encoder.as_deref())?;
     let encoder_hashes = checkpoint::EncoderHashes::of(&files)?;
+    let costs = routing::expected_costs(&train_tables);
     let encoder_config = EncoderConfig::read(&files.config)?;
     // `best.json` keeps the encoder's config.json as it is (read and checked just above).
     let encoder_json: serde_json::Value =
@@ -283,6 +284,7 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
                     test: evaluation.test.iter().map(|r| (r.0.clone(), r.2)).collect(),
                     weights_blake3: None,
                     encoder_blake3: Some(encoder_hashes.clone()),
+                    costs: costs.clone(),
                 };
                 save_best(&store, &sidecar, &config.out.join("best"))?;
             }
