@@ -349,7 +349,7 @@ pub fn above_zero_router(router: &[Point], zero: &[Point], (c_min, c_max): (f64,
 pub fn router_curves(
     tables: &[LoadedTable],
     llm_rows: &[CostQualityRow],
-    routed: &[(String, Option<Vec<f64>>, Vec<crate::stages::route::Routed>)],
+    routed: &[super::RoutedRouter],
 ) -> Vec<CostQualityRow> {
     let mut out = Vec::new();
     for (index, loaded) in tables.iter().enumerate().filter(|(_, loaded)| loaded.table.costs.is_some()) {
@@ -361,9 +361,9 @@ pub fn router_curves(
             .collect();
         let c_min = llm_costs.iter().copied().fold(f64::INFINITY, f64::min);
         let c_max = llm_costs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        for (name, costs, per_table) in routed {
-            if let Some(costs) = costs {
-                out.extend(router_curve(table, name, &per_table[index].scores, costs, (c_min, c_max)));
+        for router in routed {
+            if let Some(costs) = &router.costs {
+                out.extend(router_curve(table, &router.name, &router.tables[index].scores, costs, (c_min, c_max)));
             }
         }
     }

@@ -104,6 +104,15 @@ pub struct RouterInput<'a> {
     pub routes: Routes<'a>,
 }
 
+/// A trained router's routes of every reported table, as the report scores them.
+pub struct RoutedRouter {
+    pub name: String,
+    /// Its recorded mean training cost per LLM (`RouterInput::costs`).
+    pub costs: Option<Vec<f64>>,
+    /// Per reported table, its routes (choices charged `--route-cost-rate`).
+    pub tables: Vec<crate::stages::route::Routed>,
+}
+
 /// Read the tables, compute the baselines and write `baselines.{parquet,csv,md}`, beside the
 /// rows of every trained router in `routers` (their choices, charged `--route-cost-rate`).
 pub fn run(config: &ReportConfig, routers: &[RouterInput<'_>]) -> Result<ReportOutput> {
@@ -141,7 +150,7 @@ pub fn run(config: &ReportConfig, routers: &[RouterInput<'_>]) -> Result<ReportO
         }
     }
     // Each router's routes, its choices re-made with the routing-time charge when one is set.
-    let mut routed: Vec<(String, Option<Vec<f64>>, Vec<crate::stages::route::Routed>)> = Vec::new();
+    let mut routed: Vec<RoutedRouter> = Vec::new();
     for router in routers {
         let tables_routed = tables.iter().map(router.routes).collect::<Result<Vec<_>>>()?;
         let charge = crate::stages::route::charge(
@@ -169,11 +178,11 @@ pub fn run(config: &ReportConfig, routers: &[RouterInput<'_>]) -> Result<ReportO
                 .collect(),
             None => tables_routed,
         };
-        routed.push((router.name.clone(), router.costs.clone(), tables_routed));
+        routed.push(RoutedRouter { name: router.name.clone(), costs: router.costs.clone(), tables: tables_routed });
     }
     let routers: Vec<(String, Vec<Vec<usize>>)> = routed
         .iter()
-        .map(|(name, _, per_table)| (name.clone(), per_table.iter().map(|r| r.choices.clone()).collect()))
+        .map(|router| (router.name.clone(), router.tables.iter().map(|r| r.choices.clone()).collect()))
         .collect();
     let groups = resolve_groups(tables, &config.groups)?;
     // The routers' rows first, in the order given, then the baselines.
