@@ -404,11 +404,20 @@ pub fn cost_quality_markdown(rows: &[CostQualityRow]) -> String {
         );
     }
     out.push('\n');
+    out
+}
+
+/// The verdict on cost: for each router with a curve, per table, both AIQs beside the zero
+/// router's and the mean-cost ranges where its hull lies above the zero router's. Empty when no
+/// router has a curve.
+pub fn curves_markdown(rows: &[CostQualityRow]) -> String {
+    let mut out = String::new();
     let curves: Vec<&CostQualityRow> =
         rows.iter().filter(|r| r.router != ZERO_ROUTER && r.lambda.is_none() && r.aiq_paper.is_some()).collect();
     if !curves.is_empty() {
         out.push_str(
-            "Each router's curve: its points routed with the penalty λ from 0 (cost ignored) to the \
+            "### Against the zero router (cost and quality)\n\n\
+             Each router's curve: its points routed with the penalty λ from 0 (cost ignored) to the \
              cheapest LLM for every query, their non-decreasing hull, its AIQ over the LLMs' cost \
              range, and where it lies above the zero router's hull.\n\n\
              | dataset | router | AIQ (paper) | zero router | AIQ (code) | zero router | above the zero router for mean costs in |\n\

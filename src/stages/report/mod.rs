@@ -196,15 +196,17 @@ pub fn run(config: &ReportConfig, routers: &[RouterInput<'_>]) -> Result<ReportO
     let task_best = verdict::task_best(tables, &all, config.split, config.cost_rate);
     rows.extend(verdict::task_best_rows(tables, &groups, &task_best, config.cost_rate));
     let comparisons = verdict::compare(tables, &groups, &rows, &routers, &task_best, config.bootstrap, config.seed);
+    let mut cost_rows = cost_quality(&rows, tables);
+    cost_rows.extend(cost_quality::router_curves(tables, &cost_rows, &routed));
+    // The verdict first: against the baselines, then each router's curve against the zero router.
     let mut markdown = verdict::verdict_markdown(&comparisons, config.bootstrap, !routers.is_empty());
+    markdown.push_str(&cost_quality::curves_markdown(&cost_rows));
     markdown.push_str(&to_markdown(&rows));
     let mut frame = to_frame(&rows)?;
     let intervals = verdict::intervals(tables, &groups, &routers, config.bootstrap, config.seed);
     for column in verdict::comparison_columns(&rows, &comparisons, &intervals) {
         frame.with_column(column).map_err(Error::polars("adding the comparison columns"))?;
     }
-    let mut cost_rows = cost_quality(&rows, tables);
-    cost_rows.extend(cost_quality::router_curves(tables, &cost_rows, &routed));
     let mut cost_frame = if cost_rows.is_empty() { None } else { Some(cost_quality_frame(&cost_rows)?) };
     if !cost_rows.is_empty() {
         markdown.push_str(&cost_quality_markdown(&cost_rows));
