@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 use crate::data::FetchConfig;
 use crate::pipeline::run::RunConfig;
+use crate::stages::calibrate::CalibrateConfig;
 use crate::stages::cluster::ClusterConfig;
 use crate::stages::convert::ConvertConfig;
 use crate::stages::embed::EmbedConfig;
@@ -45,6 +46,9 @@ pub enum Command {
     Train(TrainConfig),
     /// Route queries (stdin lines, JSON lines or tables) with a trained checkpoint.
     Route(RouteConfig),
+    /// Fit the routing-time cost penalty λ to a budget, a quality or a strong-model share on
+    /// calibration rows; writes `calibration.json` beside the router, which `route` and `report` use.
+    Calibrate(CalibrateConfig),
     /// Run a pipeline file (`pipelines/*.toml`): every stage in order, unchanged stages skipped.
     Run(RunConfig),
     /// The RouterDC paper's released datasets.

@@ -18,6 +18,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Import(config) => run_import(&config, quiet),
         Command::Export(config) => run_export(&config, quiet),
         Command::Report(config) => run_report(&config, quiet),
+        Command::Calibrate(config) => run_calibrate(&config, quiet),
         Command::Embed(_) | Command::Cluster(_) | Command::Train(_) | Command::Route(_) => run_torch_helper(),
         Command::Run(config) => run_pipeline(&config, quiet),
         Command::Data { command: DataCommand::Fetch(config) } => run_fetch(&config, quiet),
@@ -152,6 +153,94 @@ fn run_export(config: &import::ExportConfig, quiet: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The routes of `checkpoint` for every table of `tables` (the `split` rows), written by
+/// `routerdc-torch route --tables` into a temporary folder; the child's exit code when it fails
+/// (it has said why).
+fn route_tables(
+    checkpoint: &std::path::Path,
+    tables: &std::path::Path,
+    split: Option<crate::table::Split>,
+) -> Result<std::result::Result<tempfile::TempDir, ExitCode>> {
+    let routes = tempfile::tempdir().map_err(|source| crate::Error::Write { path: std::env::temp_dir(), source })?;
+    let mut route = child::command(crate::torch_helper());
+    // The routes' own choices (λ = 0): the caller charges its λ from the scores.
+    route.arg("--quiet").arg("route").arg("--checkpoint").arg(checkpoint).arg("--tables").arg(tables);
+    route.arg("--out").arg(routes.path()).arg("--cost-rate").arg("0");
+    if let Some(split) = split {
+        route.arg("--split").arg(split.as_str());
+    }
+    let status = route.status().map_err(|source| crate::Error::input_from("cannot run routerdc-torch", "", source))?;
+    if !status.success() {
+        return Ok(Err(ExitCode::from(status.code().map_or(1, |code| code.clamp(1, 255) as u8))));
+    }
+    Ok(Ok(routes))
+}
+
+fn run_calibrate(config: &crate::stages::calibrate::CalibrateConfig, quiet: bool) -> Result<ExitCode> {
+    use crate::stages::calibrate::{self, CALIBRATION_FILE, Calibration};
+    let target = calibrate::target(config)?;
+    let costs = crate::stages::route::router_costs(&config.router)?.ok_or_else(|| {
+        crate::Error::setting(
+            "router",
+            format!("`{}` was trained on tables without costs: there is no cost to calibrate", config.router.display()),
+        )
+    })?;
+    let mut tables = crate::io::read_tables(&config.tables)?;
+    if let Some(split) = config.split {
+        tables = crate::routing::select_split(tables, split);
+    }
+    if tables.is_empty() || tables.iter().any(|loaded| loaded.table.costs.is_none()) {
+        return Err(crate::Error::setting(
+            "tables",
+            format!("`{}` needs tables with costs (and rows of the split asked for)", config.tables.display()),
+        ));
+    }
+    let routes = match route_tables(&config.router, &config.tables, config.split)? {
+        Ok(routes) => routes,
+        Err(code) => return Ok(code),
+    };
+    let routed = tables
+        .iter()
+        .map(|table| crate::stages::route::read_routes(routes.path(), table))
+        .collect::<Result<Vec<_>>>()?;
+    let sweep = calibrate::sweep(&tables, &routed, &costs);
+    let reached = calibrate::choose(&sweep, target, calibrate::oracle_quality(&tables))?;
+    let mut hashes = Vec::with_capacity(tables.len());
+    for loaded in &tables {
+        let mut hasher = blake3::Hasher::new();
+        crate::io::copy_into(&loaded.path, &mut hasher)?;
+        hashes.push((loaded.path.display().to_string(), hasher.finalize().to_hex().to_string()));
+    }
+    let calibration = Calibration {
+        routerdc_version: env!("CARGO_PKG_VERSION").to_owned(),
+        lambda: reached.lambda,
+        target,
+        reached,
+        rows: tables.iter().map(|loaded| loaded.table.n_queries()).sum(),
+        tables: hashes,
+        written_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_secs())
+            .unwrap_or(0),
+    };
+    let path = calibrate::calibration_path(&config.router);
+    let json = serde_json::to_string_pretty(&calibration).map_err(crate::Error::serialize(CALIBRATION_FILE))?;
+    crate::io::write_text(&(json + "\n"), &path)?;
+    note(
+        quiet,
+        format_args!(
+            "λ = {:.6} on {} calibration rows: mean cost {:.6}, quality {:.2}%, {:.1}% to the dearest LLM; wrote {}",
+            reached.lambda,
+            calibration.rows,
+            reached.cost,
+            100.0 * reached.quality,
+            100.0 * reached.strong_share,
+            path.display()
+        ),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run_report(config: &report::ReportConfig, quiet: bool) -> Result<ExitCode> {
     // Each router's choices come from `routerdc-torch route`, into a temporary folder; only the
     // rows the report reads are routed.
@@ -160,19 +249,10 @@ fn run_report(config: &report::ReportConfig, quiet: bool) -> Result<ExitCode> {
     let mut costs = Vec::with_capacity(config.checkpoint.len());
     for router in &config.checkpoint {
         let checkpoint = &router.path;
-        let routes =
-            tempfile::tempdir().map_err(|source| crate::Error::Write { path: std::env::temp_dir(), source })?;
-        let mut route = child::command(crate::torch_helper());
-        route.arg("--quiet").arg("route").arg("--checkpoint").arg(checkpoint).arg("--tables").arg(&config.tables);
-        route.arg("--out").arg(routes.path());
-        if let Some(split) = config.split {
-            route.arg("--split").arg(split.as_str());
-        }
-        let status =
-            route.status().map_err(|source| crate::Error::input_from("cannot run routerdc-torch", "", source))?;
-        if !status.success() {
-            return Ok(ExitCode::from(status.code().map_or(1, |code| code.clamp(1, 255) as u8)));
-        }
+        let routes = match route_tables(checkpoint, &config.tables, config.split)? {
+            Ok(routes) => routes,
+            Err(code) => return Ok(code),
+        };
         // A router folder names its kind (`knn`, `cluster`); a checkpoint file is a RouterDC
         // router. A second router of a kind is named by its folder too.
         let kind = match crate::stages::train::folder::router_folder(checkpoint) {
@@ -192,7 +272,10 @@ fn run_report(config: &report::ReportConfig, quiet: bool) -> Result<ExitCode> {
             kind
         };
         names.push(name);
-        costs.push(crate::stages::route::router_costs(checkpoint)?);
+        costs.push((
+            crate::stages::route::router_costs(checkpoint)?,
+            crate::stages::calibrate::read_calibration(checkpoint)?,
+        ));
         folders.push(routes);
     }
     let readers: Vec<_> = folders
@@ -203,7 +286,12 @@ fn run_report(config: &report::ReportConfig, quiet: bool) -> Result<ExitCode> {
         .into_iter()
         .zip(costs)
         .zip(&readers)
-        .map(|((name, costs), read)| report::RouterInput { name, costs, routes: read as report::Routes<'_> })
+        .map(|((name, (costs, calibration)), read)| report::RouterInput {
+            name,
+            costs,
+            calibration,
+            routes: read as report::Routes<'_>,
+        })
         .collect();
     let output = report::run(config, &routers)?;
     print!("{}", output.markdown);

@@ -1,5 +1,6 @@
 //! The pipeline stages: each a typed config and a function from tables to tables.
 
+pub mod calibrate;
 pub mod cluster;
 pub mod convert;
 pub mod embed;

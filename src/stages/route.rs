@@ -30,13 +30,22 @@ pub struct RouteConfig {
     pub jsonl: Option<PathBuf>,
     /// λ of the routing-time cost penalty: each query goes to the argmax of the router's
     /// score minus λ × the LLM's mean cost per query on the router's training rows (recorded in
-    /// the router; tables with costs only). 0 = the router's own choice.
-    #[arg(long, default_value_t = 0.0)]
-    pub cost_rate: f64,
+    /// the router; tables with costs only). Default: the router's `calibration.json` (from
+    /// `routerdc calibrate`) when it has one, else 0 (the router's own choice).
+    #[arg(long)]
+    pub cost_rate: Option<f64>,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
+}
+
+/// The routing-time λ for `router`: `given`, else its calibration's, else 0.
+pub fn cost_rate_for(router: &std::path::Path, given: Option<f64>) -> Result<f64> {
+    match given {
+        Some(rate) => Ok(rate),
+        None => Ok(crate::stages::calibrate::read_calibration(router)?.map_or(0.0, |calibration| calibration.lambda)),
+    }
 }
 
 /// What a router charges per LLM at routing time: its recorded `costs` at rate `cost_rate`

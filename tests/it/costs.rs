@@ -135,6 +135,41 @@ fn a_cost_penalty_chooses_the_same_in_route_and_report() {
     let markdown = std::fs::read_to_string(report_dir.join("report.md")).unwrap();
     assert!(markdown.contains("| topics_test | knn |"), "{markdown}");
 
+    // Calibration to a budget between the operating points: λ = 0 costs 1.6/3 per query, past
+    // λ = 10/9 llm-a's topic moves to llm-c (cost 0.7/3), past λ = 2.5 every query does (0.1).
+    // A budget of 0.3 keeps the middle point: λ in (10/9, 2.5], and `route` then charges it.
+    let calibrated = routerdc(&["calibrate", "--router", &s(&knn), "--tables", &s(&test), "--budget", "0.3"]);
+    ok(&calibrated);
+    let calibration: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(knn.join("calibration.json")).unwrap()).unwrap();
+    let lambda = calibration["lambda"].as_f64().unwrap();
+    assert!(lambda > 10.0 / 9.0 && lambda <= 2.5, "{calibration}");
+    assert!((calibration["reached"]["cost"].as_f64().unwrap() - 0.7 / 3.0).abs() < 1e-12, "{calibration}");
+    assert_eq!(calibration["target"], serde_json::json!({"budget": 0.3}));
+    let charged = temp.path().join("calibrated");
+    ok(&routerdc(&["route", "--checkpoint", &s(&knn), "--tables", &s(&test), "--out", &s(&charged)]));
+    assert_eq!(
+        routed_llms(&charged, "topics_test"),
+        ["llm-c", "llm-c", "llm-c", "llm-b", "llm-b", "llm-b", "llm-c", "llm-c", "llm-c"]
+    );
+    let calibrated_report = temp.path().join("calibrated_report");
+    ok(&routerdc(&["report", "--tables", &s(&test), "--checkpoint", &s(&knn), "--out", &s(&calibrated_report)]));
+    let markdown = std::fs::read_to_string(calibrated_report.join("report.md")).unwrap();
+    assert!(
+        markdown.contains("### Calibrated operating points") && markdown.contains("| knn | budget 0.3 |"),
+        "{markdown}"
+    );
+    for (flag, value, says) in [
+        ("--budget", "-1", "budget"),
+        ("--quality", "1.5", "quality"),
+        ("--budget", "0.05", "below the least mean cost"),
+    ] {
+        let refused = routerdc(&["calibrate", "--router", &s(&knn), "--tables", &s(&test), &format!("{flag}={value}")]);
+        assert_eq!(refused.status.code(), Some(2), "{flag} {value}: {}", stderr(&refused));
+        assert!(stderr(&refused).contains(says), "{flag} {value}: {}", stderr(&refused));
+    }
+    std::fs::remove_file(knn.join("calibration.json")).unwrap();
+
     // Usage errors name the flag: a negative rate, and a rate on a router without costs.
     let refused = routerdc(&[
         "route",

@@ -229,11 +229,16 @@ fn breakpoints(scores: &[Vec<f64>], costs: &[f64]) -> Vec<f64> {
 /// choice changes ([`breakpoints`]), and just past the largest, where every query goes to the
 /// LLM with the least expected cost. Just `[0]` when no choice ever changes.
 pub fn lambda_grid(scores: &[Vec<f64>], costs: &[f64]) -> Vec<f64> {
+    lambda_grid_of(scores, costs, 48)
+}
+
+/// [`lambda_grid`] with `steps` quantiles (calibration takes a finer grid than the figure).
+pub fn lambda_grid_of(scores: &[Vec<f64>], costs: &[f64], steps: usize) -> Vec<f64> {
     let mut changes: Vec<f64> = breakpoints(scores, costs).into_iter().filter(|l| *l > 0.0).collect();
     changes.sort_by(f64::total_cmp);
     let mut grid = vec![0.0];
     let Some(&last) = changes.last() else { return grid };
-    let steps = 48;
+    let steps = steps.max(1);
     for i in 1..=steps {
         let at = changes[((i as f64 / steps as f64) * (changes.len() - 1) as f64).round() as usize];
         grid.push(at * (1.0 + 1e-9));

@@ -73,8 +73,9 @@ pub struct ReportConfig {
     pub checkpoint: Vec<RouterArg>,
     /// λ of the routing-time cost penalty for the trained routers, as `route --cost-rate`: each
     /// query goes to the argmax of the router's score minus λ × the LLM's mean training cost.
-    #[arg(long, default_value_t = 0.0)]
-    pub route_cost_rate: f64,
+    /// Default: each router's `calibration.json` when it has one, else 0.
+    #[arg(long)]
+    pub route_cost_rate: Option<f64>,
     /// Resamples of the paired bootstrap behind the verdict's intervals.
     #[arg(long, default_value_t = 1000)]
     pub bootstrap: usize,
@@ -101,6 +102,9 @@ pub struct RouterInput<'a> {
     /// Each LLM's mean cost per query on its training rows, when it was trained with costs: what
     /// `--route-cost-rate` and the cost sweep charge.
     pub costs: Option<Vec<f64>>,
+    /// Its `calibration.json`, when it has one: the λ charged unless `--route-cost-rate` is
+    /// given, and the target it was fitted to, shown beside what the reported rows give.
+    pub calibration: Option<crate::stages::calibrate::Calibration>,
     pub routes: Routes<'a>,
 }
 
@@ -116,6 +120,7 @@ pub struct RoutedRouter {
 /// Read the tables, compute the baselines and write `baselines.{parquet,csv,md}`, beside the
 /// rows of every trained router in `routers` (their choices, charged `--route-cost-rate`).
 pub fn run(config: &ReportConfig, routers: &[RouterInput<'_>]) -> Result<ReportOutput> {
+    let inputs = routers;
     // Every table as read (task_best's training rows come from there), and the reported rows:
     // a copy only when a split is selected.
     let all = crate::io::read_tables(&config.tables)?;
@@ -132,11 +137,10 @@ pub fn run(config: &ReportConfig, routers: &[RouterInput<'_>]) -> Result<ReportO
     if !(config.cost_rate >= 0.0 && config.cost_rate.is_finite()) {
         return Err(Error::setting("cost_rate", format!("{} is not a non-negative number", config.cost_rate)));
     }
-    if !(config.route_cost_rate >= 0.0 && config.route_cost_rate.is_finite()) {
-        return Err(Error::setting(
-            "route_cost_rate",
-            format!("{} is not a non-negative number", config.route_cost_rate),
-        ));
+    if let Some(rate) = config.route_cost_rate
+        && !(rate >= 0.0 && rate.is_finite())
+    {
+        return Err(Error::setting("route_cost_rate", format!("{rate} is not a non-negative number")));
     }
     // A router's rows must not be mistaken for an LLM's or a baseline's.
     for name in routers.iter().map(|router| &router.name) {
@@ -153,17 +157,17 @@ pub fn run(config: &ReportConfig, routers: &[RouterInput<'_>]) -> Result<ReportO
     let mut routed: Vec<RoutedRouter> = Vec::new();
     for router in routers {
         let tables_routed = tables.iter().map(router.routes).collect::<Result<Vec<_>>>()?;
-        let charge = crate::stages::route::charge(
-            router.costs.as_deref(),
-            config.route_cost_rate,
-            std::path::Path::new(&router.name),
-        )
-        .map_err(|_| {
-            Error::setting(
-                "route_cost_rate",
-                format!("the router `{}` was trained on tables without costs: there is no cost to charge", router.name),
-            )
-        })?;
+        let rate = config.route_cost_rate.or(router.calibration.as_ref().map(|c| c.lambda)).unwrap_or(0.0);
+        let charge = crate::stages::route::charge(router.costs.as_deref(), rate, std::path::Path::new(&router.name))
+            .map_err(|_| {
+                Error::setting(
+                    "route_cost_rate",
+                    format!(
+                        "the router `{}` was trained on tables without costs: there is no cost to charge",
+                        router.name
+                    ),
+                )
+            })?;
         let tables_routed = match &charge {
             Some(charge) => tables_routed
                 .into_iter()
@@ -198,9 +202,11 @@ pub fn run(config: &ReportConfig, routers: &[RouterInput<'_>]) -> Result<ReportO
     let comparisons = verdict::compare(tables, &groups, &rows, &routers, &task_best, config.bootstrap, config.seed);
     let mut cost_rows = cost_quality(&rows, tables);
     cost_rows.extend(cost_quality::router_curves(tables, &cost_rows, &routed));
-    // The verdict first: against the baselines, then each router's curve against the zero router.
+    // The verdict first: against the baselines, then each router's curve against the zero router,
+    // then whether each calibrated target holds on these rows.
     let mut markdown = verdict::verdict_markdown(&comparisons, config.bootstrap, !routers.is_empty());
     markdown.push_str(&cost_quality::curves_markdown(&cost_rows));
+    markdown.push_str(&calibration_markdown(config, inputs, &routed, tables));
     markdown.push_str(&to_markdown(&rows));
     let mut frame = to_frame(&rows)?;
     let intervals = verdict::intervals(tables, &groups, &routers, config.bootstrap, config.seed);
@@ -258,6 +264,58 @@ pub fn run(config: &ReportConfig, routers: &[RouterInput<'_>]) -> Result<ReportO
     let written = written.iter().map(|path| outputs.final_path(path)).collect();
     outputs.commit()?;
     Ok(ReportOutput { rows, markdown, files: written })
+}
+
+/// For each router with a calibration (and no `--route-cost-rate` over it): its target, λ, the
+/// mean cost and quality it reached on the calibration rows, and what the reported rows give at
+/// that λ (pooled over the tables), with the cost ratio.
+fn calibration_markdown(
+    config: &ReportConfig,
+    routers: &[RouterInput<'_>],
+    routed: &[RoutedRouter],
+    tables: &[LoadedTable],
+) -> String {
+    if config.route_cost_rate.is_some() {
+        return String::new();
+    }
+    let mut lines = Vec::new();
+    for (router, routes) in routers.iter().zip(routed) {
+        let Some(calibration) = &router.calibration else { continue };
+        let (mut cost, mut quality, mut n) = (0.0, 0.0, 0usize);
+        for (loaded, routes) in tables.iter().zip(&routes.tables) {
+            for (row, &choice) in routes.choices.iter().enumerate() {
+                cost += loaded.table.cost_row(row).map_or(0.0, |costs| costs[choice]);
+                quality += loaded.table.kind.credit(loaded.table.score_row(row)[choice]);
+                n += 1;
+            }
+        }
+        let (cost, quality) = (cost / n.max(1) as f64, quality / n.max(1) as f64);
+        let target = match calibration.target {
+            crate::stages::calibrate::Target::Budget(budget) => format!("budget {budget}"),
+            crate::stages::calibrate::Target::Quality(q) => format!("quality {:.2}%", 100.0 * q),
+            crate::stages::calibrate::Target::StrongShare(s) => format!("strong share {:.1}%", 100.0 * s),
+        };
+        lines.push(format!(
+            "| {} | {target} | {:.6} | {:.6} | {:.2} | {:.6} | {:.2} | {:.3} |",
+            router.name,
+            calibration.lambda,
+            calibration.reached.cost,
+            100.0 * calibration.reached.quality,
+            cost,
+            100.0 * quality,
+            cost / calibration.reached.cost
+        ));
+    }
+    if lines.is_empty() {
+        return String::new();
+    }
+    format!(
+        "### Calibrated operating points\n\nEach router routed with the λ of its `calibration.json`: \
+         what it reached on the calibration rows and what these rows give (pooled over the tables).\n\n\
+         | router | target | λ | calibration cost | calibration quality (%) | cost here | quality here (%) | cost here / calibration |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|\n{}\n\n",
+        lines.join("\n")
+    )
 }
 
 /// `report.md`: the figures and the paper-style tables in one page.

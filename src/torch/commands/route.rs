@@ -20,8 +20,8 @@ pub fn run_route(config: &RouteConfig, quiet: bool) -> Result<()> {
     let device = embed::device(config.device)?;
     let loaded = load_router(&config.checkpoint, device)?;
     let models = &loaded.sidecar.models;
-    let charge =
-        routerdc::stages::route::charge(loaded.sidecar.costs.as_deref(), config.cost_rate, &config.checkpoint)?;
+    let rate = routerdc::stages::route::cost_rate_for(&config.checkpoint, config.cost_rate)?;
+    let charge = routerdc::stages::route::charge(loaded.sidecar.costs.as_deref(), rate, &config.checkpoint)?;
     if let Some(dir) = &config.tables {
         let out = config.out.as_ref().ok_or_else(|| Error::setting("out", "`--tables` needs `--out DIR`"))?;
         let tables = tables_to_route(dir, config, models, &config.checkpoint)?;
@@ -220,7 +220,8 @@ fn route_folder(dir: &std::path::Path, config: &RouteConfig, quiet: bool) -> Res
         ));
     }
     let (router, data_path) = load_folder(dir, &file)?;
-    let charge = routerdc::stages::route::charge(file.costs.as_deref(), config.cost_rate, dir)?;
+    let rate = routerdc::stages::route::cost_rate_for(dir, config.cost_rate)?;
+    let charge = routerdc::stages::route::charge(file.costs.as_deref(), rate, dir)?;
     let route = |flat: Vec<f32>, dim: usize| -> Result<Vec<Vec<f64>>> {
         let rows = flat.len() / dim.max(1);
         let queries = ndarray::Array2::from_shape_vec((rows, dim), flat)
