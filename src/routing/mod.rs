@@ -12,6 +12,7 @@
 //!   them ([`rng`]).
 
 pub mod choice;
+pub mod cost;
 pub mod knn;
 pub mod rng;
 

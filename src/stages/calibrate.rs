@@ -2,7 +2,7 @@
 //! kept beside the router (`calibration.json`) for `route` and `report` to use.
 //!
 //! The router is routed on the calibration rows at every λ of its sweep (2,000 quantiles of the
-//! λ where a query's choice changes, `report::cost_quality::lambda_grid_of`, pooled over the
+//! λ where a query's choice changes, `routing::cost::lambda_grid_of`, pooled over the
 //! tables), giving per λ the mean cost per
 //! query, the mean quality (acc_predict) and the share of calls to the LLM of largest expected
 //! cost. The target picks one λ:
@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::routing::cost::lambda_grid_of;
 use crate::routing::{first_argmax, penalised};
-use crate::stages::report::cost_quality::lambda_grid_of;
 use crate::stages::route::Routed;
 use crate::table::{LoadedTable, Split};
 
@@ -102,6 +102,14 @@ pub fn read_calibration(router: &Path) -> Result<Option<Calibration>> {
     serde_json::from_slice(&crate::io::read_bytes(&path)?).map(Some).map_err(|error| {
         Error::bad_file(&path, "not a calibration", "it is written by `routerdc calibrate`", Some(error.into()))
     })
+}
+
+/// The routing-time λ for `router`: `given`, else its calibration's, else 0.
+pub fn cost_rate_for(router: &std::path::Path, given: Option<f64>) -> Result<f64> {
+    match given {
+        Some(rate) => Ok(rate),
+        None => Ok(read_calibration(router)?.map_or(0.0, |calibration| calibration.lambda)),
+    }
 }
 
 /// The target the settings name, checked: a budget and a quality are positive numbers, a share is

@@ -40,14 +40,6 @@ pub struct RouteConfig {
     pub device: DeviceChoice,
 }
 
-/// The routing-time λ for `router`: `given`, else its calibration's, else 0.
-pub fn cost_rate_for(router: &std::path::Path, given: Option<f64>) -> Result<f64> {
-    match given {
-        Some(rate) => Ok(rate),
-        None => Ok(crate::stages::calibrate::read_calibration(router)?.map_or(0.0, |calibration| calibration.lambda)),
-    }
-}
-
 /// What a router charges per LLM at routing time: its recorded `costs` at rate `cost_rate`
 /// (`None` at rate 0). A rate that is negative or not finite, or a rate on a router that
 /// recorded no costs, is a usage error naming `router`.
