@@ -186,17 +186,7 @@ pub fn cost_quality(rows: &[ReportRow], tables: &[LoadedTable]) -> Vec<CostQuali
         }
         let c_min = points.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
         let c_max = points.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
-        out.push(CostQualityRow {
-            dataset: table.dataset.clone(),
-            router: ZERO_ROUTER.to_owned(),
-            lambda: None,
-            cost: None,
-            quality: None,
-            pareto: None,
-            hull: None,
-            aiq_paper: Some(aiq_paper(&hull, c_min, c_max)),
-            aiq_code: Some(aiq_code(&routerbench_hull(&points), c_max)),
-        });
+        out.push(aiq_row(&table.dataset, ZERO_ROUTER, &points, (c_min, c_max)));
     }
     out
 }
@@ -244,18 +234,24 @@ pub fn router_curve(
             aiq_code: None,
         })
         .collect();
-    out.push(CostQualityRow {
-        dataset: table.dataset.clone(),
+    out.push(aiq_row(&table.dataset, router, &points, (c_min, c_max)));
+    out
+}
+
+/// The AIQ row of a curve through `points` (the LLMs' for the zero router, a router's sweep),
+/// in both forms over `[c_min, c_max]`.
+fn aiq_row(dataset: &str, router: &str, points: &[Point], (c_min, c_max): (f64, f64)) -> CostQualityRow {
+    CostQualityRow {
+        dataset: dataset.to_owned(),
         router: router.to_owned(),
         lambda: None,
         cost: None,
         quality: None,
         pareto: None,
         hull: None,
-        aiq_paper: Some(aiq_paper(&hull, c_min, c_max)),
-        aiq_code: Some(aiq_code(&routerbench_hull(&points), c_max)),
-    });
-    out
+        aiq_paper: Some(aiq_paper(&non_decreasing_hull(points), c_min, c_max)),
+        aiq_code: Some(aiq_code(&routerbench_hull(points), c_max)),
+    }
 }
 
 /// The quality of the piecewise-linear `hull` at cost `c` (`None` below its first cost; its
