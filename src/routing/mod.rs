@@ -79,6 +79,15 @@ pub fn penalised(scores: &[f64], costs: &[f64], cost_rate: f64) -> Vec<f64> {
     scores.iter().zip(costs).map(|(score, cost)| score - cost_rate * cost).collect()
 }
 
+/// A router's choice for one query: the [`first_argmax`] of its scores less the routing-time
+/// `charge` per LLM (λ × its expected cost), when there is one.
+pub fn charged_argmax(scores: &[f64], charge: Option<&[f64]>) -> usize {
+    match charge {
+        Some(charge) => first_argmax(&penalised(scores, charge, 1.0)),
+        None => first_argmax(scores),
+    }
+}
+
 /// Index of the largest value, the first one on ties (numpy's `argmax`).
 pub fn first_argmax(values: &[f64]) -> usize {
     let mut best = 0;

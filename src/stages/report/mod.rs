@@ -120,7 +120,6 @@ pub struct RoutedRouter {
 /// Read the tables, compute the baselines and write `baselines.{parquet,csv,md}`, beside the
 /// rows of every trained router in `routers` (their choices, charged `--route-cost-rate`).
 pub fn run(config: &ReportConfig, routers: &[RouterInput<'_>]) -> Result<ReportOutput> {
-    let inputs = routers;
     // Every table as read (task_best's training rows come from there), and the reported rows:
     // a copy only when a split is selected.
     let all = crate::io::read_tables(&config.tables)?;
@@ -158,16 +157,13 @@ pub fn run(config: &ReportConfig, routers: &[RouterInput<'_>]) -> Result<ReportO
     for router in routers {
         let tables_routed = tables.iter().map(router.routes).collect::<Result<Vec<_>>>()?;
         let rate = config.route_cost_rate.or(router.calibration.as_ref().map(|c| c.lambda)).unwrap_or(0.0);
-        let charge = crate::stages::route::charge(router.costs.as_deref(), rate, std::path::Path::new(&router.name))
-            .map_err(|_| {
-                Error::setting(
-                    "route_cost_rate",
-                    format!(
-                        "the router `{}` was trained on tables without costs: there is no cost to charge",
-                        router.name
-                    ),
-                )
-            })?;
+        if rate != 0.0 && router.costs.is_none() {
+            return Err(Error::setting(
+                "route_cost_rate",
+                format!("the router `{}` was trained on tables without costs: there is no cost to charge", router.name),
+            ));
+        }
+        let charge = crate::stages::route::charge(router.costs.as_deref(), rate, std::path::Path::new(&router.name))?;
         let tables_routed = match &charge {
             Some(charge) => tables_routed
                 .into_iter()
@@ -175,7 +171,7 @@ pub fn run(config: &ReportConfig, routers: &[RouterInput<'_>]) -> Result<ReportO
                     routed.choices = routed
                         .scores
                         .iter()
-                        .map(|scores| crate::routing::first_argmax(&crate::routing::penalised(scores, charge, 1.0)))
+                        .map(|scores| crate::routing::charged_argmax(scores, Some(charge)))
                         .collect();
                     routed
                 })
@@ -184,14 +180,15 @@ pub fn run(config: &ReportConfig, routers: &[RouterInput<'_>]) -> Result<ReportO
         };
         routed.push(RoutedRouter { name: router.name.clone(), costs: router.costs.clone(), tables: tables_routed });
     }
-    let routers: Vec<(String, Vec<Vec<usize>>)> = routed
+    // Each router's name and choices per table, as the rows and the verdict take them.
+    let choices: Vec<(String, Vec<Vec<usize>>)> = routed
         .iter()
         .map(|router| (router.name.clone(), router.tables.iter().map(|r| r.choices.clone()).collect()))
         .collect();
     let groups = resolve_groups(tables, &config.groups)?;
     // The routers' rows first, in the order given, then the baselines.
     let mut rows = Vec::new();
-    for (name, routed) in &routers {
+    for (name, routed) in &choices {
         let per_table: Vec<Option<(Vec<usize>, Option<String>)>> =
             routed.iter().map(|choices| Some((choices.clone(), None))).collect();
         rows.extend(verdict::router_rows(tables, &groups, name, &per_table, config.cost_rate));
@@ -199,17 +196,17 @@ pub fn run(config: &ReportConfig, routers: &[RouterInput<'_>]) -> Result<ReportO
     rows.extend(baselines(tables, &config.groups, config.cost_rate, None)?);
     let task_best = verdict::task_best(tables, &all, config.split, config.cost_rate);
     rows.extend(verdict::task_best_rows(tables, &groups, &task_best, config.cost_rate));
-    let comparisons = verdict::compare(tables, &groups, &rows, &routers, &task_best, config.bootstrap, config.seed);
+    let comparisons = verdict::compare(tables, &groups, &rows, &choices, &task_best, config.bootstrap, config.seed);
     let mut cost_rows = cost_quality(&rows, tables);
     cost_rows.extend(cost_quality::router_curves(tables, &cost_rows, &routed));
     // The verdict first: against the baselines, then each router's curve against the zero router,
     // then whether each calibrated target holds on these rows.
-    let mut markdown = verdict::verdict_markdown(&comparisons, config.bootstrap, !routers.is_empty());
+    let mut markdown = verdict::verdict_markdown(&comparisons, config.bootstrap, !choices.is_empty());
     markdown.push_str(&cost_quality::curves_markdown(&cost_rows));
-    markdown.push_str(&calibration_markdown(config, inputs, &routed, tables));
+    markdown.push_str(&calibration_markdown(config, routers, &routed, tables));
     markdown.push_str(&to_markdown(&rows));
     let mut frame = to_frame(&rows)?;
-    let intervals = verdict::intervals(tables, &groups, &routers, config.bootstrap, config.seed);
+    let intervals = verdict::intervals(tables, &groups, &choices, config.bootstrap, config.seed);
     for column in verdict::comparison_columns(&rows, &comparisons, &intervals) {
         frame.with_column(column).map_err(Error::polars("adding the comparison columns"))?;
     }
@@ -233,7 +230,7 @@ pub fn run(config: &ReportConfig, routers: &[RouterInput<'_>]) -> Result<ReportO
     let mut figures = Figures::default();
     for loaded in tables.iter().filter(|loaded| loaded.table.costs.is_some()) {
         let dataset = &loaded.table.dataset;
-        let names: Vec<String> = routers.iter().map(|(name, _)| name.clone()).collect();
+        let names: Vec<String> = choices.iter().map(|(name, _)| name.clone()).collect();
         let figure = cost_quality_figure(&rows, &cost_rows, dataset, &names);
         let base = crate::io::named_file(out, &format!("cost_quality_{dataset}"), "")?;
         written.extend(crate::plot::cost_quality(

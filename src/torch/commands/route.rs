@@ -5,7 +5,7 @@ use polars::prelude::*;
 use tch::Tensor;
 
 use routerdc::error::{Error, Result};
-use routerdc::routing::{first_argmax, penalised, select_split};
+use routerdc::routing::{charged_argmax, select_split};
 use routerdc::stages::embed as stage_embed;
 use routerdc::stages::route::RouteConfig;
 
@@ -126,7 +126,7 @@ fn print_lines(models: &[String], key: &str, values: &[Vec<f64>], charge: Option
             .collect();
         let line = format!(
             "{{\"llm\":{},\"{key}\":{{{}}}}}\n",
-            serde_json::Value::from(models[choose(p, charge)].as_str()),
+            serde_json::Value::from(models[charged_argmax(p, charge)].as_str()),
             entries.join(",")
         );
         std::io::Write::write_all(&mut stdout, line.as_bytes())
@@ -307,15 +307,6 @@ fn tables_to_route(
     Ok(tables)
 }
 
-/// The choice for one query: the argmax of its scores less the routing-time `charge` per LLM
-/// (`route --cost-rate`).
-fn choose(values: &[f64], charge: Option<&[f64]>) -> usize {
-    match charge {
-        Some(charge) => first_argmax(&penalised(values, charge, 1.0)),
-        None => first_argmax(values),
-    }
-}
-
 /// `<dir>/<table>.parquet`: `query_id`, the chosen `llm` and `llm_index` (the argmax of each
 /// row of `values` less `charge`), and `<prefix>:<model>` columns with the values; returns its path.
 fn write_routes(
@@ -326,7 +317,7 @@ fn write_routes(
     charge: Option<&[f64]>,
     dir: &std::path::Path,
 ) -> Result<std::path::PathBuf> {
-    let choices: Vec<usize> = values.iter().map(|v| choose(v, charge)).collect();
+    let choices: Vec<usize> = values.iter().map(|v| charged_argmax(v, charge)).collect();
     let mut columns = vec![
         Column::new("query_id".into(), &table.table.query_ids),
         Column::new("llm".into(), choices.iter().map(|&c| models[c].as_str()).collect::<Vec<_>>()),
