@@ -4,9 +4,13 @@
 /// The λ at which each query's choice changes as the penalty grows from 0: for each query, the
 /// breakpoints of the upper envelope of the lines `s_t − λ c_t` (its choice moves to cheaper and
 /// cheaper LLMs until the cheapest).
-fn breakpoints(scores: &[Vec<f64>], costs: &[f64]) -> Vec<f64> {
+///
+/// `costs_of(i)` gives query i's cost per LLM: a router charges every query its expected costs,
+/// the oracle each query's own.
+fn breakpoints<'a>(scores: &[Vec<f64>], costs_of: impl Fn(usize) -> &'a [f64]) -> Vec<f64> {
     let mut out = Vec::new();
-    for row in scores {
+    for (index, row) in scores.iter().enumerate() {
+        let costs = costs_of(index);
         let (mut lambda, mut choice) = (0.0f64, super::first_argmax(row));
         loop {
             // The next LLM, cheaper than the current choice, whose line overtakes it first.
@@ -34,7 +38,17 @@ pub fn lambda_grid(scores: &[Vec<f64>], costs: &[f64]) -> Vec<f64> {
 
 /// [`lambda_grid`] with `steps` quantiles (calibration takes a finer grid than the figure).
 pub fn lambda_grid_of(scores: &[Vec<f64>], costs: &[f64], steps: usize) -> Vec<f64> {
-    let mut changes: Vec<f64> = breakpoints(scores, costs).into_iter().filter(|l| *l > 0.0).collect();
+    grid_of(breakpoints(scores, |_| costs), steps)
+}
+
+/// [`lambda_grid`] for scores charged each query's own `costs[i]` (the oracle's curve).
+pub fn lambda_grid_per_query(scores: &[Vec<f64>], costs: &[&[f64]]) -> Vec<f64> {
+    grid_of(breakpoints(scores, |i| costs[i]), 48)
+}
+
+/// 0, `steps` quantiles of `changes` (each taken just past), and just past the largest.
+fn grid_of(changes: Vec<f64>, steps: usize) -> Vec<f64> {
+    let mut changes: Vec<f64> = changes.into_iter().filter(|l| *l > 0.0).collect();
     changes.sort_by(f64::total_cmp);
     let mut grid = vec![0.0];
     let Some(&last) = changes.last() else { return grid };

@@ -238,6 +238,51 @@ pub fn router_curve(
     out
 }
 
+/// The oracle's curve on a table with costs: each query sent to the argmax of its LLMs' quality
+/// less λ × their cost *on that query*, for λ from 0 (the oracle) to past where every query goes
+/// to its cheapest LLM; points and AIQ as [`router_curve`]'s, named `oracle`. The ceiling a
+/// router's curve is measured against.
+pub fn oracle_curve(table: &crate::table::ScoredTable, (c_min, c_max): (f64, f64)) -> Vec<CostQualityRow> {
+    let n = table.n_queries();
+    let quality: Vec<Vec<f64>> =
+        (0..n).map(|row| table.score_row(row).iter().map(|&score| table.kind.credit(score)).collect()).collect();
+    let costs: Vec<&[f64]> = (0..n).filter_map(|row| table.cost_row(row)).collect();
+    if costs.len() != n {
+        return Vec::new();
+    }
+    let grid = crate::routing::cost::lambda_grid_per_query(&quality, &costs);
+    let points: Vec<Point> = grid
+        .iter()
+        .map(|&lambda| {
+            let (mut cost, mut credit) = (0.0, 0.0);
+            for (row_quality, row_costs) in quality.iter().zip(&costs) {
+                let choice = crate::routing::first_argmax(&crate::routing::penalised(row_quality, row_costs, lambda));
+                cost += row_costs[choice];
+                credit += row_quality[choice];
+            }
+            (cost / n.max(1) as f64, credit / n.max(1) as f64)
+        })
+        .collect();
+    let hull = non_decreasing_hull(&points);
+    let mut out: Vec<CostQualityRow> = grid
+        .iter()
+        .zip(&points)
+        .map(|(&lambda, &(cost, quality))| CostQualityRow {
+            dataset: table.dataset.clone(),
+            router: super::ORACLE.to_owned(),
+            lambda: Some(lambda),
+            cost: Some(cost),
+            quality: Some(quality),
+            pareto: None,
+            hull: Some(hull.contains(&(cost, quality))),
+            aiq_paper: None,
+            aiq_code: None,
+        })
+        .collect();
+    out.push(aiq_row(&table.dataset, super::ORACLE, &points, (c_min, c_max)));
+    out
+}
+
 /// The AIQ row of a curve through `points` (the LLMs' for the zero router, a router's sweep),
 /// in both forms over `[c_min, c_max]`.
 fn aiq_row(dataset: &str, router: &str, points: &[Point], (c_min, c_max): (f64, f64)) -> CostQualityRow {
@@ -322,6 +367,9 @@ pub fn router_curves(
                 out.extend(router_curve(table, &router.name, &router.tables[index].scores, costs, (c_min, c_max)));
             }
         }
+        if !routed.is_empty() {
+            out.extend(oracle_curve(table, (c_min, c_max)));
+        }
     }
     out
 }
@@ -375,7 +423,8 @@ pub fn curves_markdown(rows: &[CostQualityRow]) -> String {
             "### Against the zero router (cost and quality)\n\n\
              Each router's curve: its points routed with the penalty λ from 0 (cost ignored) to the \
              cheapest LLM for every query, their non-decreasing hull, its AIQ over the LLMs' cost \
-             range, and where it lies above the zero router's hull.\n\n\
+             range, and where it lies above the zero router's hull. The oracle's curve (each query \
+             charged its own costs) is the ceiling.\n\n\
              | dataset | router | AIQ (paper) | zero router | AIQ (code) | zero router | above the zero router for mean costs in |\n\
              |---|---|---:|---:|---:|---:|---|\n",
         );
@@ -495,6 +544,13 @@ mod tests {
         assert_eq!((aiq.router.as_str(), aiq.lambda), ("r", None));
         assert!((aiq.aiq_paper.unwrap() - (0.75 + 1.0) / 2.0).abs() < 1e-12, "{aiq:?}");
         assert!(rows.iter().any(|r| r.cost == Some(2.0) && r.hull == Some(true)));
+        // The oracle, charged each query's own cost: at λ = 0 the best LLM of each query, the
+        // first on ties (dear, cheap, cheap, dear: cost 2, quality 1); past λ = 0.5 (q0 and q3's
+        // quality gap 1 over the cost gap 2) every query on cheap (cost 1, quality 0.5).
+        let oracle = oracle_curve(&table, (1.0, 3.0));
+        let sweep: Vec<Point> = oracle.iter().filter_map(|r| Some((r.cost?, r.quality?))).collect();
+        assert_eq!((sweep[0], *sweep.last().unwrap()), ((2.0, 1.0), (1.0, 0.5)));
+        assert!((oracle.last().unwrap().aiq_paper.unwrap() - 0.875).abs() < 1e-12);
         // Above the zero router (the LLMs alone: (1, 0.5) and (3, 0.5)) wherever it reaches.
         let ranges = above_zero_router(&non_decreasing_hull(&points), &[(1.0, 0.5)], (1.0, 3.0));
         assert_eq!(ranges.len(), 1);

@@ -107,7 +107,7 @@ pub fn training_figure(log: &Path, base: &Path) -> Result<Vec<PathBuf>> {
 
 /// The points of one table's cost–quality figure (each LLM, `oracle`, `oracle_strict`, each
 /// trained router of `routers` as routed), the hull through the LLM points, and each router's
-/// λ-sweep curve (sorted by cost).
+/// and the oracle's λ-sweep curve (sorted by cost).
 pub fn cost_quality_figure(
     rows: &[ReportRow],
     cost_rows: &[CostQualityRow],
@@ -144,16 +144,19 @@ pub fn cost_quality_figure(
             });
         }
     }
+    // Each router's curve, and the oracle's (its ceiling).
     let curves = routers
         .iter()
+        .map(String::as_str)
+        .chain([ORACLE])
         .filter_map(|name| {
             let mut curve: Vec<(f64, f64)> = cost_rows
                 .iter()
-                .filter(|r| r.dataset == dataset && &r.router == name && r.lambda.is_some())
+                .filter(|r| r.dataset == dataset && r.router == name && r.lambda.is_some())
                 .filter_map(|r| Some((r.cost?, r.quality?)))
                 .collect();
             curve.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
-            (!curve.is_empty()).then(|| (name.clone(), curve))
+            (!curve.is_empty()).then(|| (name.to_owned(), curve))
         })
         .collect();
     CostQualityFigure { points, hull, curves }
