@@ -223,7 +223,13 @@ fn run_calibrate(config: &crate::stages::calibrate::CalibrateConfig, quiet: bool
             .map(|elapsed| elapsed.as_secs())
             .unwrap_or(0),
     };
-    let path = calibrate::calibration_path(&config.router);
+    let path = match &config.out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|source| crate::Error::Write { path: dir.clone(), source })?;
+            dir.join(CALIBRATION_FILE)
+        }
+        None => calibrate::calibration_path(&config.router),
+    };
     let json = serde_json::to_string_pretty(&calibration).map_err(crate::Error::serialize(CALIBRATION_FILE))?;
     crate::io::write_text(&(json + "\n"), &path)?;
     note(
@@ -271,12 +277,24 @@ fn run_report(config: &report::ReportConfig, quiet: bool) -> Result<ExitCode> {
         } else {
             kind
         };
+        let file = config.calibration.iter().find(|given| given.name.as_deref() == Some(name.as_str()));
+        let calibration =
+            crate::stages::calibrate::read_calibration(checkpoint, file.map(|given| given.path.as_path()))?;
         names.push(name);
-        costs.push((
-            crate::stages::route::router_costs(checkpoint)?,
-            crate::stages::calibrate::read_calibration(checkpoint)?,
-        ));
+        costs.push((crate::stages::route::router_costs(checkpoint)?, calibration));
         folders.push(routes);
+    }
+    if let Some(unknown) =
+        config.calibration.iter().find(|given| given.name.as_ref().is_none_or(|name| !names.contains(name)))
+    {
+        return Err(crate::Error::setting(
+            "calibration",
+            format!(
+                "`{}` names no router of this report (they are: {})",
+                unknown.name.as_deref().unwrap_or(&unknown.path.display().to_string()),
+                names.join(", ")
+            ),
+        ));
     }
     let readers: Vec<_> = folders
         .iter()

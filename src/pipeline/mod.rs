@@ -26,16 +26,18 @@ pub enum StageKind {
     Import,
     Cluster,
     Train,
+    Calibrate,
     Report,
 }
 
 impl StageKind {
-    pub const ALL: [StageKind; 6] = [
+    pub const ALL: [StageKind; 7] = [
         StageKind::Ingest,
         StageKind::Convert,
         StageKind::Import,
         StageKind::Cluster,
         StageKind::Train,
+        StageKind::Calibrate,
         StageKind::Report,
     ];
 
@@ -47,6 +49,7 @@ impl StageKind {
             StageKind::Import => "import",
             StageKind::Cluster => "cluster",
             StageKind::Train => "train",
+            StageKind::Calibrate => "calibrate",
             StageKind::Report => "report",
         }
     }
@@ -62,14 +65,15 @@ impl StageKind {
             StageKind::Ingest | StageKind::Convert | StageKind::Import => &["out"],
             StageKind::Cluster => &["tables", "out"],
             StageKind::Train => &["train", "test", "out"],
-            StageKind::Report => &["tables", "checkpoint", "out"],
+            StageKind::Calibrate => &["router", "tables", "out"],
+            StageKind::Report => &["tables", "checkpoint", "calibration", "out"],
         }
     }
 
     /// The stage's command-line parser, built from the stage's own settings type (the same
     /// `clap::Args` that `routerdc <stage>` parses).
     pub fn command(self) -> clap::Command {
-        use crate::stages::{cluster, convert, import, ingest, report, train};
+        use crate::stages::{calibrate, cluster, convert, import, ingest, report, train};
         use clap::Args;
         let command = clap::Command::new(self.name());
         match self {
@@ -78,6 +82,7 @@ impl StageKind {
             StageKind::Import => import::ImportConfig::augment_args(command),
             StageKind::Cluster => cluster::ClusterConfig::augment_args(command),
             StageKind::Train => train::TrainConfig::augment_args(command),
+            StageKind::Calibrate => calibrate::CalibrateConfig::augment_args(command),
             StageKind::Report => report::ReportConfig::augment_args(command),
         }
     }
@@ -216,9 +221,10 @@ pub fn load(file: &Path, outputs: &Path, overrides: &[Override]) -> Result<Pipel
             (key, toml::Value::Table(stage)) if StageKind::from_name(key).is_some() => {
                 declared.push((StageKind::from_name(key).expect("checked"), None, stage));
             }
-            ("train", toml::Value::Array(stages)) => {
-                for (name, stage) in named_stages(file, stages)? {
-                    declared.push((StageKind::Train, Some(name), stage));
+            (key @ ("train" | "calibrate"), toml::Value::Array(stages)) => {
+                let kind = StageKind::from_name(key).expect("a stage");
+                for (name, stage) in named_stages(file, key, stages)? {
+                    declared.push((kind, Some(name), stage));
                 }
             }
             (key, _) if StageKind::from_name(key).is_some() || key == "name" || key == "description" => {
@@ -269,7 +275,17 @@ pub fn load(file: &Path, outputs: &Path, overrides: &[Override]) -> Result<Pipel
             Some(stage_name) => dir.join(format!("{}-{stage_name}", kind.name())),
             None => dir.join(kind.name()),
         };
-        let wiring = wiring(kind, &stage_dir, &stages);
+        let wiring = wiring(kind, stage_name.as_deref(), &stage_dir, &stages);
+        if kind == StageKind::Calibrate && !wiring.iter().any(|(key, _)| *key == "router") {
+            return Err(pipeline_error(
+                file,
+                match &stage_name {
+                    Some(name) => format!("[[calibrate]] `{name}` names no [[train]] stage"),
+                    None => "[calibrate] does not say which router it calibrates".to_owned(),
+                },
+                "a calibrate stage calibrates the train stage of its `name` (or the only train stage)",
+            ));
+        }
         let mut loaded = stage(file, kind, settings, stage_dir, wiring)?;
         loaded.name = stage_name;
         stages.push(loaded);
@@ -277,16 +293,18 @@ pub fn load(file: &Path, outputs: &Path, overrides: &[Override]) -> Result<Pipel
     Ok(Pipeline { name, file: file.to_path_buf(), description, dir, stages })
 }
 
-/// `[[train]]` tables: each with a `name` (letters, digits, `-`, `_`; unique), which names its
-/// folder (`train-<name>/`) and its report rows' origin; the name is taken out of the settings.
-fn named_stages(file: &Path, stages: Vec<toml::Value>) -> Result<Vec<(String, toml::Table)>> {
+/// `[[train]]` (or `[[calibrate]]`) tables: each with a `name` (letters, digits, `-`, `_`;
+/// unique), which names its folder (`train-<name>/`) and its router's report rows; a calibrate
+/// stage's name is the train stage whose router it calibrates. The name is taken out of the
+/// settings.
+fn named_stages(file: &Path, key: &str, stages: Vec<toml::Value>) -> Result<Vec<(String, toml::Table)>> {
     let mut out: Vec<(String, toml::Table)> = Vec::with_capacity(stages.len());
     for (index, stage) in stages.into_iter().enumerate() {
         let toml::Value::Table(mut stage) = stage else {
             return Err(pipeline_error(
                 file,
-                "`train` is an array of something other than tables",
-                "write `[[train]]` tables",
+                format!("`{key}` is an array of something other than tables"),
+                format!("write `[[{key}]]` tables"),
             ));
         };
         let name = match stage.remove("name") {
@@ -294,22 +312,22 @@ fn named_stages(file: &Path, stages: Vec<toml::Value>) -> Result<Vec<(String, to
             _ => {
                 return Err(pipeline_error(
                     file,
-                    format!("[[train]] number {} has no `name`", index + 1),
-                    "each of several train stages needs `name = \"...\"` (e.g. `knn`), which names its folder",
+                    format!("[[{key}]] number {} has no `name`", index + 1),
+                    format!("each of several {key} stages needs `name = \"...\"` (e.g. `knn`), which names its folder"),
                 ));
             }
         };
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
             return Err(pipeline_error(
                 file,
-                format!("[[train]] name `{name}` cannot name a folder"),
+                format!("[[{key}]] name `{name}` cannot name a folder"),
                 "use letters, digits, `-` and `_`",
             ));
         }
         if out.iter().any(|(seen, _)| *seen == name) {
             return Err(pipeline_error(
                 file,
-                format!("two [[train]] stages are named `{name}`"),
+                format!("two [[{key}]] stages are named `{name}`"),
                 "give each its own name",
             ));
         }
@@ -323,7 +341,7 @@ fn stage_names() -> String {
 }
 
 /// The folders a stage gets from the stages before it.
-fn wiring(kind: StageKind, dir: &Path, before: &[Stage]) -> Vec<(&'static str, PathBuf)> {
+fn wiring(kind: StageKind, name: Option<&str>, dir: &Path, before: &[Stage]) -> Vec<(&'static str, PathBuf)> {
     // The newest tables: the clustered ones when there is a cluster stage, else the source's.
     let tables = before
         .iter()
@@ -338,18 +356,22 @@ fn wiring(kind: StageKind, dir: &Path, before: &[Stage]) -> Vec<(&'static str, P
             wired.extend(tables.clone().map(|dir| ("train", dir)));
             wired.extend(tables.map(|dir| ("test", dir)));
         }
+        StageKind::Calibrate => {
+            // The train stage of the same name (or the only one), and the newest tables.
+            let trains: Vec<&Stage> = before.iter().filter(|stage| stage.kind == StageKind::Train).collect();
+            let train = match name {
+                Some(name) => trains.iter().find(|train| train.name.as_deref() == Some(name)),
+                None if trains.len() == 1 => trains.first(),
+                None => None,
+            };
+            wired.extend(train.map(|train| ("router", router_path(train))));
+            wired.extend(tables.map(|dir| ("tables", dir)));
+        }
         StageKind::Report => {
             wired.extend(tables.map(|dir| ("tables", dir)));
             // Every train stage's router: a RouterDC checkpoint file, or a router folder.
             for train in before.iter().filter(|stage| stage.kind == StageKind::Train) {
-                let kind = train
-                    .resolved
-                    .get("train")
-                    .and_then(|settings| settings.get("router"))
-                    .and_then(toml::Value::as_str)
-                    .unwrap_or("routerdc");
-                let checkpoint =
-                    if kind == "routerdc" { train.dir.join("best.safetensors") } else { train.dir.clone() };
+                let checkpoint = router_path(train);
                 // A named train stage names its router's rows (`--checkpoint NAME=PATH`).
                 let checkpoint = match &train.name {
                     Some(name) => PathBuf::from(format!("{name}={}", checkpoint.display())),
@@ -357,9 +379,38 @@ fn wiring(kind: StageKind, dir: &Path, before: &[Stage]) -> Vec<(&'static str, P
                 };
                 wired.push(("checkpoint", checkpoint));
             }
+            // Each calibration, for the router of its name (`--calibration NAME=FILE`).
+            for calibrate in before.iter().filter(|stage| stage.kind == StageKind::Calibrate) {
+                let trains = before.iter().filter(|stage| stage.kind == StageKind::Train);
+                let Some(train) = trains
+                    .clone()
+                    .find(|train| train.name == calibrate.name)
+                    .or_else(|| if trains.clone().count() == 1 { trains.clone().next() } else { None })
+                else {
+                    continue;
+                };
+                let router = train.name.clone().unwrap_or_else(|| router_kind(train).to_owned());
+                let file = calibrate.dir.join(crate::stages::calibrate::CALIBRATION_FILE);
+                wired.push(("calibration", PathBuf::from(format!("{router}={}", file.display()))));
+            }
         }
     }
     wired
+}
+
+/// The router kind a train stage makes (its `router` setting).
+fn router_kind(train: &Stage) -> &str {
+    train
+        .resolved
+        .get("train")
+        .and_then(|settings| settings.get("router"))
+        .and_then(toml::Value::as_str)
+        .unwrap_or("routerdc")
+}
+
+/// What a train stage's router is read from: `best.safetensors` for RouterDC, else its folder.
+fn router_path(train: &Stage) -> PathBuf {
+    if router_kind(train) == "routerdc" { train.dir.join("best.safetensors") } else { train.dir.clone() }
 }
 
 /// Turn one stage table into arguments, parse them as the command line would, and record the

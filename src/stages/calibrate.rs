@@ -45,6 +45,10 @@ pub struct CalibrateConfig {
     /// Largest share of queries sent to the LLM of largest expected cost.
     #[arg(long)]
     pub strong_share: Option<f64>,
+    /// Folder for `calibration.json`. Default: beside the router (its folder, or beside
+    /// `best.safetensors`), where `route` and `report` find it without being told.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
 }
@@ -93,10 +97,14 @@ pub fn calibration_path(router: &Path) -> PathBuf {
     }
 }
 
-/// The router's calibration, when there is one.
-pub fn read_calibration(router: &Path) -> Result<Option<Calibration>> {
-    let path = calibration_path(router);
-    if !path.is_file() {
+/// The router's calibration, when there is one: `file` when given (it must exist), else the
+/// one beside the router.
+pub fn read_calibration(router: &Path, file: Option<&Path>) -> Result<Option<Calibration>> {
+    let path = match file {
+        Some(file) => file.to_path_buf(),
+        None => calibration_path(router),
+    };
+    if file.is_none() && !path.is_file() {
         return Ok(None);
     }
     serde_json::from_slice(&crate::io::read_bytes(&path)?).map(Some).map_err(|error| {
@@ -104,11 +112,12 @@ pub fn read_calibration(router: &Path) -> Result<Option<Calibration>> {
     })
 }
 
-/// The routing-time λ for `router`: `given`, else its calibration's, else 0.
-pub fn cost_rate_for(router: &std::path::Path, given: Option<f64>) -> Result<f64> {
+/// The routing-time λ for `router`: `given`, else its calibration's (`calibration`, or the file
+/// beside it), else 0.
+pub fn cost_rate_for(router: &Path, given: Option<f64>, calibration: Option<&Path>) -> Result<f64> {
     match given {
         Some(rate) => Ok(rate),
-        None => Ok(read_calibration(router)?.map_or(0.0, |calibration| calibration.lambda)),
+        None => Ok(read_calibration(router, calibration)?.map_or(0.0, |calibration| calibration.lambda)),
     }
 }
 

@@ -34,6 +34,9 @@ pub struct RouteConfig {
     /// `routerdc calibrate`) when it has one, else 0 (the router's own choice).
     #[arg(long)]
     pub cost_rate: Option<f64>,
+    /// The `calibration.json` whose λ to charge, when it is not beside the router.
+    #[arg(long, value_name = "FILE")]
+    pub calibration: Option<PathBuf>,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]

@@ -169,6 +169,64 @@ fn a_cost_penalty_chooses_the_same_in_route_and_report() {
         assert!(stderr(&refused).contains(says), "{flag} {value}: {}", stderr(&refused));
     }
     std::fs::remove_file(knn.join("calibration.json")).unwrap();
+    // A calibration kept elsewhere (`--out`, as a pipeline's calibrate stage writes it) is
+    // charged when named: `route --calibration FILE`, `report --calibration NAME=FILE`.
+    let elsewhere = temp.path().join("elsewhere");
+    ok(&routerdc(&[
+        "calibrate",
+        "--router",
+        &s(&knn),
+        "--tables",
+        &s(&test),
+        "--budget",
+        "0.3",
+        "--out",
+        &s(&elsewhere),
+    ]));
+    let file = elsewhere.join("calibration.json");
+    assert!(!knn.join("calibration.json").exists());
+    let charged_elsewhere = temp.path().join("charged_elsewhere");
+    ok(&routerdc(&[
+        "route",
+        "--checkpoint",
+        &s(&knn),
+        "--tables",
+        &s(&test),
+        "--out",
+        &s(&charged_elsewhere),
+        "--calibration",
+        &s(&file),
+    ]));
+    assert_eq!(routed_llms(&charged_elsewhere, "topics_test"), routed_llms(&charged, "topics_test"));
+    let named_report = temp.path().join("named_calibration");
+    let given = format!("knn={}", file.display());
+    ok(&routerdc(&[
+        "report",
+        "--tables",
+        &s(&test),
+        "--checkpoint",
+        &s(&knn),
+        "--calibration",
+        &given,
+        "--out",
+        &s(&named_report),
+    ]));
+    let markdown = std::fs::read_to_string(named_report.join("report.md")).unwrap();
+    assert!(markdown.contains("| knn | budget 0.3 |"), "{markdown}");
+    let stray = format!("nope={}", file.display());
+    let refused = routerdc(&[
+        "report",
+        "--tables",
+        &s(&test),
+        "--checkpoint",
+        &s(&knn),
+        "--calibration",
+        &stray,
+        "--out",
+        &s(&temp.path().join("z")),
+    ]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("names no router"), "{}", stderr(&refused));
 
     // Usage errors name the flag: a negative rate, and a rate on a router without costs.
     let refused = routerdc(&[

@@ -228,6 +228,10 @@ fn pipeline_file_mistakes_name_the_key_and_the_file() {
             &["two [[train]] stages are named `a`"],
         ),
         ("[import]\ninputs = [\"x.json\"]\n[[train]]\nname = \"../up\"\n", &["cannot name a folder"]),
+        (
+            "[import]\ninputs = [\"x.json\"]\n[[train]]\nname = \"a\"\n[[calibrate]]\nname = \"b\"\nbudget = 1\n",
+            &["[[calibrate]] `b` names no [[train]] stage"],
+        ),
         ("[import\n", &["p.toml", "line 1"]),
     ];
     for (text, expected) in cases {
@@ -257,9 +261,24 @@ fn the_paper_and_routerbench_pipelines_resolve() {
     for (name, stages) in [
         (
             "routerdc-paper",
-            ["import", "cluster", "train.routerdc", "train.knn", "train.cluster", "train.mlp", "report"],
+            &["import", "cluster", "train.routerdc", "train.knn", "train.cluster", "train.mlp", "report"][..],
         ),
-        ("routerbench", ["convert", "cluster", "train.routerdc", "train.knn", "train.cluster", "train.mlp", "report"]),
+        (
+            "routerbench",
+            &[
+                "convert",
+                "cluster",
+                "train.routerdc",
+                "train.knn",
+                "train.cluster",
+                "train.mlp",
+                "calibrate.routerdc",
+                "calibrate.knn",
+                "calibrate.cluster",
+                "calibrate.mlp",
+                "report",
+            ][..],
+        ),
     ] {
         let file = repo().join(format!("pipelines/{name}.toml"));
         let output = routerdc_in(

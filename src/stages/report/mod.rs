@@ -76,6 +76,10 @@ pub struct ReportConfig {
     /// Default: each router's `calibration.json` when it has one, else 0.
     #[arg(long)]
     pub route_cost_rate: Option<f64>,
+    /// `NAME=FILE`: the `calibration.json` of the router whose rows are named NAME, when it is
+    /// not beside the router (repeatable).
+    #[arg(long = "calibration", value_name = "NAME=FILE")]
+    pub calibration: Vec<RouterArg>,
     /// Resamples of the paired bootstrap behind the verdict's intervals.
     #[arg(long, default_value_t = 1000)]
     pub bootstrap: usize,

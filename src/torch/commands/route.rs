@@ -20,7 +20,11 @@ pub fn run_route(config: &RouteConfig, quiet: bool) -> Result<()> {
     let device = embed::device(config.device)?;
     let loaded = load_router(&config.checkpoint, device)?;
     let models = &loaded.sidecar.models;
-    let rate = routerdc::stages::calibrate::cost_rate_for(&config.checkpoint, config.cost_rate)?;
+    let rate = routerdc::stages::calibrate::cost_rate_for(
+        &config.checkpoint,
+        config.cost_rate,
+        config.calibration.as_deref(),
+    )?;
     let charge = routerdc::stages::route::charge(loaded.sidecar.costs.as_deref(), rate, &config.checkpoint)?;
     if let Some(dir) = &config.tables {
         let out = config.out.as_ref().ok_or_else(|| Error::setting("out", "`--tables` needs `--out DIR`"))?;
@@ -220,7 +224,7 @@ fn route_folder(dir: &std::path::Path, config: &RouteConfig, quiet: bool) -> Res
         ));
     }
     let (router, data_path) = load_folder(dir, &file)?;
-    let rate = routerdc::stages::calibrate::cost_rate_for(dir, config.cost_rate)?;
+    let rate = routerdc::stages::calibrate::cost_rate_for(dir, config.cost_rate, config.calibration.as_deref())?;
     let charge = routerdc::stages::route::charge(file.costs.as_deref(), rate, dir)?;
     let route = |flat: Vec<f32>, dim: usize| -> Result<Vec<Vec<f64>>> {
         let rows = flat.len() / dim.max(1);
