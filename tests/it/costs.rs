@@ -71,22 +71,26 @@ fn a_cost_penalty_chooses_the_same_in_route_and_report() {
         assert!((cost - want).abs() < 1e-12, "the training rows' mean costs: {costs:?}");
     }
 
+    // `route` and `report` of the kNN router on the test tables into `temp/<out>`, with `extra`.
+    let (knn_arg, test_arg) = (s(&knn), s(&test));
+    let route_into = |out: &str, extra: &[&str]| {
+        let out = s(&temp.path().join(out));
+        let mut args = vec!["route", "--checkpoint", &knn_arg, "--tables", &test_arg, "--out", &out];
+        args.extend_from_slice(extra);
+        routerdc(&args)
+    };
+    let report_into = |out: &str, extra: &[&str]| {
+        let out = s(&temp.path().join(out));
+        let mut args = vec!["report", "--tables", &test_arg, "--checkpoint", &knn_arg, "--out", &out];
+        args.extend_from_slice(extra);
+        routerdc(&args)
+    };
+
     // Each test query's two nearest training queries are its topic's: its scores are 1 for its
     // topic's LLM and 0 for the others, less λ × (1.0, 0.5, 0.1).
     let route = |rate: &str, out: &str| {
-        let out = temp.path().join(out);
-        ok(&routerdc(&[
-            "route",
-            "--checkpoint",
-            &s(&knn),
-            "--tables",
-            &s(&test),
-            "--out",
-            &s(&out),
-            "--cost-rate",
-            rate,
-        ]));
-        routed_llms(&out, "topics_test")
+        ok(&route_into(out, &["--cost-rate", rate]));
+        routed_llms(&temp.path().join(out), "topics_test")
     };
     let own = route("0", "r0");
     assert_eq!(own, ["llm-a", "llm-a", "llm-a", "llm-b", "llm-b", "llm-b", "llm-c", "llm-c", "llm-c"]);
@@ -99,19 +103,8 @@ fn a_cost_penalty_chooses_the_same_in_route_and_report() {
 
     // The report charges the same λ and so routes the same: at λ = 3 the kNN rows are llm-c's.
     let report = |rate: &str, out: &str| {
-        let out = temp.path().join(out);
-        ok(&routerdc(&[
-            "report",
-            "--tables",
-            &s(&test),
-            "--checkpoint",
-            &s(&knn),
-            "--route-cost-rate",
-            rate,
-            "--out",
-            &s(&out),
-        ]));
-        read_csv(&out.join("baselines.csv"))
+        ok(&report_into(out, &["--route-cost-rate", rate]));
+        read_csv(&temp.path().join(out).join("baselines.csv"))
     };
     let rows = report("3", "report3");
     let row = |router: &str| rows.iter().find(|r| r["router"] == router && r["scope"] == "dataset").unwrap().clone();
@@ -147,13 +140,13 @@ fn a_cost_penalty_chooses_the_same_in_route_and_report() {
     assert!((calibration["reached"]["cost"].as_f64().unwrap() - 0.7 / 3.0).abs() < 1e-12, "{calibration}");
     assert_eq!(calibration["target"], serde_json::json!({"budget": 0.3}));
     let charged = temp.path().join("calibrated");
-    ok(&routerdc(&["route", "--checkpoint", &s(&knn), "--tables", &s(&test), "--out", &s(&charged)]));
+    ok(&route_into("calibrated", &[]));
     assert_eq!(
         routed_llms(&charged, "topics_test"),
         ["llm-c", "llm-c", "llm-c", "llm-b", "llm-b", "llm-b", "llm-c", "llm-c", "llm-c"]
     );
     let calibrated_report = temp.path().join("calibrated_report");
-    ok(&routerdc(&["report", "--tables", &s(&test), "--checkpoint", &s(&knn), "--out", &s(&calibrated_report)]));
+    ok(&report_into("calibrated_report", &[]));
     let markdown = std::fs::read_to_string(calibrated_report.join("report.md")).unwrap();
     assert!(
         markdown.contains("### Calibrated operating points") && markdown.contains("| knn | budget 0.3 |"),
@@ -186,59 +179,20 @@ fn a_cost_penalty_chooses_the_same_in_route_and_report() {
     let file = elsewhere.join("calibration.json");
     assert!(!knn.join("calibration.json").exists());
     let charged_elsewhere = temp.path().join("charged_elsewhere");
-    ok(&routerdc(&[
-        "route",
-        "--checkpoint",
-        &s(&knn),
-        "--tables",
-        &s(&test),
-        "--out",
-        &s(&charged_elsewhere),
-        "--calibration",
-        &s(&file),
-    ]));
+    ok(&route_into("charged_elsewhere", &["--calibration", &s(&file)]));
     assert_eq!(routed_llms(&charged_elsewhere, "topics_test"), routed_llms(&charged, "topics_test"));
     let named_report = temp.path().join("named_calibration");
     let given = format!("knn={}", file.display());
-    ok(&routerdc(&[
-        "report",
-        "--tables",
-        &s(&test),
-        "--checkpoint",
-        &s(&knn),
-        "--calibration",
-        &given,
-        "--out",
-        &s(&named_report),
-    ]));
+    ok(&report_into("named_calibration", &["--calibration", &given]));
     let markdown = std::fs::read_to_string(named_report.join("report.md")).unwrap();
     assert!(markdown.contains("| knn | budget 0.3 |"), "{markdown}");
     let stray = format!("nope={}", file.display());
-    let refused = routerdc(&[
-        "report",
-        "--tables",
-        &s(&test),
-        "--checkpoint",
-        &s(&knn),
-        "--calibration",
-        &stray,
-        "--out",
-        &s(&temp.path().join("z")),
-    ]);
+    let refused = report_into("z", &["--calibration", &stray]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert!(stderr(&refused).contains("names no router"), "{}", stderr(&refused));
 
     // Usage errors name the flag: a negative rate, and a rate on a router without costs.
-    let refused = routerdc(&[
-        "route",
-        "--checkpoint",
-        &s(&knn),
-        "--tables",
-        &s(&test),
-        "--out",
-        &s(&temp.path().join("x")),
-        "--cost-rate=-1",
-    ]);
+    let refused = route_into("x", &["--cost-rate=-1"]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert!(stderr(&refused).contains("cost_rate") || stderr(&refused).contains("cost-rate"), "{}", stderr(&refused));
     let mut free = topic_table("topics_train", false);

@@ -193,13 +193,24 @@ pub fn cost_quality(rows: &[ReportRow], tables: &[LoadedTable]) -> Vec<CostQuali
 
 pub use crate::routing::cost::{lambda_grid, lambda_grid_of};
 
-/// One point of a router's sweep: routed with penalty `lambda`, its mean cost and quality
-/// (acc_predict) on the table.
+/// One point of a router's sweep: routed with penalty `lambda` on its expected `costs`, its mean
+/// cost and quality (acc_predict) on the table.
 pub fn sweep_point(table: &crate::table::ScoredTable, scores: &[Vec<f64>], costs: &[f64], lambda: f64) -> Point {
+    charged_point(table, scores, |_| costs, lambda)
+}
+
+/// The mean cost (the table's, per query) and quality of sending each query `row` to the
+/// argmax of `scores[row] − lambda × charged(row)`.
+fn charged_point<'a>(
+    table: &'a crate::table::ScoredTable,
+    scores: &[Vec<f64>],
+    charged: impl Fn(usize) -> &'a [f64],
+    lambda: f64,
+) -> Point {
     let n = table.n_queries().max(1) as f64;
     let (mut cost, mut quality) = (0.0, 0.0);
     for (row, row_scores) in scores.iter().enumerate() {
-        let choice = crate::routing::first_argmax(&crate::routing::penalised(row_scores, costs, lambda));
+        let choice = crate::routing::first_argmax(&crate::routing::penalised(row_scores, charged(row), lambda));
         cost += table.cost_row(row).map_or(0.0, |costs| costs[choice]);
         quality += table.kind.credit(table.score_row(row)[choice]);
     }
@@ -214,16 +225,40 @@ pub fn router_curve(
     router: &str,
     scores: &[Vec<f64>],
     costs: &[f64],
-    (c_min, c_max): (f64, f64),
+    range: (f64, f64),
 ) -> Vec<CostQualityRow> {
     let grid = lambda_grid(scores, costs);
     let points: Vec<Point> = grid.iter().map(|&lambda| sweep_point(table, scores, costs, lambda)).collect();
-    let hull = non_decreasing_hull(&points);
+    curve_rows(&table.dataset, router, &grid, &points, range)
+}
+
+/// The oracle's curve on a table with costs: each query sent to the argmax of its LLMs' quality
+/// less λ × their cost *on that query*, for λ from 0 (the oracle) to past where every query goes
+/// to its cheapest LLM; points and AIQ as [`router_curve`]'s, named `oracle`. The ceiling a
+/// router's curve is measured against.
+pub fn oracle_curve(table: &crate::table::ScoredTable, range: (f64, f64)) -> Vec<CostQualityRow> {
+    let n = table.n_queries();
+    let quality: Vec<Vec<f64>> =
+        (0..n).map(|row| table.score_row(row).iter().map(|&score| table.kind.credit(score)).collect()).collect();
+    let costs: Vec<&[f64]> = (0..n).filter_map(|row| table.cost_row(row)).collect();
+    if costs.len() != n {
+        return Vec::new();
+    }
+    let grid = crate::routing::cost::lambda_grid_per_query(&quality, &costs);
+    let points: Vec<Point> =
+        grid.iter().map(|&lambda| charged_point(table, &quality, |row| costs[row], lambda)).collect();
+    curve_rows(&table.dataset, super::ORACLE, &grid, &points, range)
+}
+
+/// The rows of one swept curve: a point per λ of `grid` (flagged when on the curve's own
+/// non-decreasing hull), then its AIQ row.
+fn curve_rows(dataset: &str, router: &str, grid: &[f64], points: &[Point], range: (f64, f64)) -> Vec<CostQualityRow> {
+    let hull = non_decreasing_hull(points);
     let mut out: Vec<CostQualityRow> = grid
         .iter()
-        .zip(&points)
+        .zip(points)
         .map(|(&lambda, &(cost, quality))| CostQualityRow {
-            dataset: table.dataset.clone(),
+            dataset: dataset.to_owned(),
             router: router.to_owned(),
             lambda: Some(lambda),
             cost: Some(cost),
@@ -234,52 +269,7 @@ pub fn router_curve(
             aiq_code: None,
         })
         .collect();
-    out.push(aiq_row(&table.dataset, router, &points, (c_min, c_max)));
-    out
-}
-
-/// The oracle's curve on a table with costs: each query sent to the argmax of its LLMs' quality
-/// less λ × their cost *on that query*, for λ from 0 (the oracle) to past where every query goes
-/// to its cheapest LLM; points and AIQ as [`router_curve`]'s, named `oracle`. The ceiling a
-/// router's curve is measured against.
-pub fn oracle_curve(table: &crate::table::ScoredTable, (c_min, c_max): (f64, f64)) -> Vec<CostQualityRow> {
-    let n = table.n_queries();
-    let quality: Vec<Vec<f64>> =
-        (0..n).map(|row| table.score_row(row).iter().map(|&score| table.kind.credit(score)).collect()).collect();
-    let costs: Vec<&[f64]> = (0..n).filter_map(|row| table.cost_row(row)).collect();
-    if costs.len() != n {
-        return Vec::new();
-    }
-    let grid = crate::routing::cost::lambda_grid_per_query(&quality, &costs);
-    let points: Vec<Point> = grid
-        .iter()
-        .map(|&lambda| {
-            let (mut cost, mut credit) = (0.0, 0.0);
-            for (row_quality, row_costs) in quality.iter().zip(&costs) {
-                let choice = crate::routing::first_argmax(&crate::routing::penalised(row_quality, row_costs, lambda));
-                cost += row_costs[choice];
-                credit += row_quality[choice];
-            }
-            (cost / n.max(1) as f64, credit / n.max(1) as f64)
-        })
-        .collect();
-    let hull = non_decreasing_hull(&points);
-    let mut out: Vec<CostQualityRow> = grid
-        .iter()
-        .zip(&points)
-        .map(|(&lambda, &(cost, quality))| CostQualityRow {
-            dataset: table.dataset.clone(),
-            router: super::ORACLE.to_owned(),
-            lambda: Some(lambda),
-            cost: Some(cost),
-            quality: Some(quality),
-            pareto: None,
-            hull: Some(hull.contains(&(cost, quality))),
-            aiq_paper: None,
-            aiq_code: None,
-        })
-        .collect();
-    out.push(aiq_row(&table.dataset, super::ORACLE, &points, (c_min, c_max)));
+    out.push(aiq_row(dataset, router, points, range));
     out
 }
 
