@@ -46,6 +46,9 @@ pub enum Command {
     Train(TrainConfig),
     /// Route queries (stdin lines, JSON lines or tables) with a trained checkpoint.
     Route(RouteConfig),
+    /// Serve a trained router over HTTP: OpenAI-compatible routing, proxying and metrics
+    /// (README, "Serving").
+    Serve(crate::serve::ServeConfig),
     /// Fit the routing-time cost penalty λ to a budget, a quality or a strong-model share on
     /// calibration rows; writes `calibration.json` beside the router, which `route` and `report` use.
     Calibrate(CalibrateConfig),

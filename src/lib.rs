@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod plot;
 pub mod progress;
 pub mod routing;
+pub mod serve;
 pub mod stages;
 pub mod table;
 

@@ -69,6 +69,7 @@ fn main() -> ExitCode {
             Command::Cluster(config) => torch::commands::cluster::run_cluster(&config, quiet),
             Command::Train(config) => torch::commands::train::run_train(&config, quiet),
             Command::Route(config) => torch::commands::route::run_route(&config, quiet),
+            Command::Serve(config) => torch::commands::serve::run_serve(&config, quiet),
             Command::Doctor => {
                 // `routerdc doctor` reads these lines.
                 for check in libtorch_checks() {

@@ -20,6 +20,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Report(config) => run_report(&config, quiet),
         Command::Calibrate(config) => run_calibrate(&config, quiet),
         Command::Embed(_) | Command::Cluster(_) | Command::Train(_) | Command::Route(_) => run_torch_helper(),
+        Command::Serve(_) => exec_torch_helper(),
         Command::Run(config) => run_pipeline(&config, quiet),
         Command::Data { command: DataCommand::Fetch(config) } => run_fetch(&config, quiet),
         Command::Doctor => Ok(run_doctor()),
@@ -413,6 +414,22 @@ fn run_torch_helper() -> Result<ExitCode> {
             source,
         )),
     }
+}
+
+/// Become `routerdc-torch` (exec, same process): a service gets its signals (TERM drains, HUP
+/// reloads) directly, with no parent in between.
+fn exec_torch_helper() -> Result<ExitCode> {
+    use std::os::unix::process::CommandExt as _;
+    if !cfg!(feature = "train") {
+        return Err(crate::Error::Unsupported { feature: "train" });
+    }
+    let helper = crate::torch_helper();
+    let error = std::process::Command::new(&helper).args(std::env::args_os().skip(1)).exec();
+    Err(crate::Error::input_from(
+        format!("cannot run `{}`", helper.display()),
+        "serving needs libtorch: build with `cargo build --release` (the default `train` feature) after `scripts/setup.sh`",
+        error,
+    ))
 }
 
 fn run_doctor() -> ExitCode {

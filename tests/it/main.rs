@@ -10,5 +10,7 @@ mod layers;
 mod pickle;
 mod pipeline;
 mod reference;
+mod serve;
 mod train;
+mod upstream;
 mod util;

@@ -4,4 +4,5 @@
 pub mod cluster;
 pub mod embed;
 pub mod route;
+pub mod serve;
 pub mod train;

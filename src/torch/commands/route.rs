@@ -141,13 +141,13 @@ fn print_lines(models: &[String], key: &str, values: &[Vec<f64>], charge: Option
 
 /// What a router folder's `router.json` names, loaded: kNN (or cluster) vectors and targets, or
 /// an MLP.
-enum FolderRouter {
+pub(super) enum FolderRouter {
     Knn(routerdc::routing::knn::Knn),
     Mlp(crate::torch::model::mlp::Mlp, routerdc::stages::train::MlpLoss),
 }
 
 /// Load a router folder's data file, checked against the router's LLMs.
-fn load_folder(
+pub(super) fn load_folder(
     dir: &std::path::Path,
     file: &routerdc::stages::train::folder::RouterFile,
 ) -> Result<(FolderRouter, std::path::PathBuf)> {
@@ -179,7 +179,7 @@ fn load_folder(
 
 impl FolderRouter {
     /// The vectors' width the router expects.
-    fn width(&self) -> usize {
+    pub(super) fn width(&self) -> usize {
         match self {
             FolderRouter::Knn(knn) => knn.vectors.ncols(),
             FolderRouter::Mlp(network, _) => network.layers[0].0.size()[1] as usize,
@@ -187,7 +187,7 @@ impl FolderRouter {
     }
 
     /// Per query, per LLM: the neighbours' mean target (kNN, cluster) or the MLP's output.
-    fn scores(&self, queries: ndarray::Array2<f32>, k: usize) -> Result<Vec<Vec<f64>>> {
+    pub(super) fn scores(&self, queries: ndarray::Array2<f32>, k: usize) -> Result<Vec<Vec<f64>>> {
         let scores = match self {
             FolderRouter::Knn(knn) => knn.scores(queries.view(), k, false),
             FolderRouter::Mlp(network, loss) => {
@@ -202,27 +202,8 @@ impl FolderRouter {
 /// (`score:<model>` columns hold the router's per-LLM scores), or one JSON object per query with
 /// `scores`.
 fn route_folder(dir: &std::path::Path, config: &RouteConfig, quiet: bool) -> Result<()> {
-    use routerdc::stages::train::folder::{ROUTER_FILE, read_router_file};
-    let file = read_router_file(dir)?;
-    let options = super::train::knn::encoder_options(
-        file.encoder.clone(),
-        file.max_length,
-        file.truncation,
-        config.batch_size,
-        config.device,
-    );
-    let found = super::train::knn::encoder_key(&options)?;
-    if found != file.encoder_key {
-        return Err(Error::bad_file(
-            dir.join(ROUTER_FILE),
-            format!(
-                "the encoder found now (`{}`) is not the one the router was trained with",
-                file.encoder.as_deref().unwrap_or("the bundled default")
-            ),
-            "install the encoder the router was trained with, or train the router again with this one",
-            None,
-        ));
-    }
+    let file = routerdc::stages::train::folder::read_router_file(dir)?;
+    let options = folder_encoder(dir, &file, config.batch_size, config.device)?;
     let (router, data_path) = load_folder(dir, &file)?;
     let rate = routerdc::stages::calibrate::cost_rate_for(dir, config.cost_rate, config.calibration.as_deref())?;
     let charge = routerdc::stages::route::charge(file.costs.as_deref(), rate, dir)?;
@@ -243,7 +224,8 @@ fn route_folder(dir: &std::path::Path, config: &RouteConfig, quiet: bool) -> Res
     let models = &file.models;
     if let Some(tables_dir) = &config.tables {
         let out = config.out.as_ref().ok_or_else(|| Error::setting("out", "`--tables` needs `--out DIR`"))?;
-        let tables = tables_to_route(tables_dir, config, models, &dir.join(ROUTER_FILE))?;
+        let tables =
+            tables_to_route(tables_dir, config, models, &dir.join(routerdc::stages::train::folder::ROUTER_FILE))?;
         let (vectors, dim, _, _) = embed::embed_tables(&tables, &options, quiet)?;
         let outputs = routerdc::io::Outputs::new(out)?;
         for (table, flat) in tables.iter().zip(vectors) {
@@ -282,6 +264,32 @@ fn route_folder(dir: &std::path::Path, config: &RouteConfig, quiet: bool) -> Res
         );
     }
     Ok(())
+}
+
+/// The encoder settings of a router folder, checked: the encoder found now must be the one
+/// the router was trained with.
+pub(super) fn folder_encoder(
+    dir: &std::path::Path,
+    file: &routerdc::stages::train::folder::RouterFile,
+    batch_size: usize,
+    device: routerdc::stages::embed::DeviceChoice,
+) -> Result<routerdc::stages::embed::EncoderOptions> {
+    use routerdc::stages::train::folder::ROUTER_FILE;
+    let options =
+        super::train::knn::encoder_options(file.encoder.clone(), file.max_length, file.truncation, batch_size, device);
+    let found = super::train::knn::encoder_key(&options)?;
+    if found != file.encoder_key {
+        return Err(Error::bad_file(
+            dir.join(ROUTER_FILE),
+            format!(
+                "the encoder found now (`{}`) is not the one the router was trained with",
+                file.encoder.as_deref().unwrap_or("the bundled default")
+            ),
+            "install the encoder the router was trained with, or train the router again with this one",
+            None,
+        ));
+    }
+    Ok(options)
 }
 
 /// The tables of `dir` to route (`--split`'s rows), each checked before anything is computed or

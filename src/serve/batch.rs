@@ -1,0 +1,233 @@
+//! Decisions in batches: requests wait in a bounded queue; one thread takes the first waiting
+//! text, then every text already waiting (up to the batch size, for at most the batch wait),
+//! and scores them in one encoder pass on all cores. A full queue refuses at once (503) instead
+//! of growing.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{BatchSettings, Decide, RouterInfo};
+
+/// What one text gets back: its scores, with the router that gave them.
+pub type Scored = Result<(Vec<f64>, Arc<RouterInfo>), String>;
+
+struct Job {
+    text: String,
+    reply: tokio::sync::oneshot::Sender<Scored>,
+}
+
+/// The router in use and a description of it, swapped together on reload.
+pub struct Slot {
+    pub decider: Box<dyn Decide>,
+    pub info: Arc<RouterInfo>,
+}
+
+/// The queue's sending side; dropping every clone ends the batching thread.
+#[derive(Clone)]
+pub struct Batcher {
+    sender: SyncSender<Job>,
+    depth: Arc<AtomicUsize>,
+    pub slot: Arc<Mutex<Slot>>,
+}
+
+/// Why a text was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    Full,
+    Closed,
+}
+
+impl Batcher {
+    /// Start the batching thread over `decider` (described by `info`); `observe` is told each batch's size.
+    pub fn start(
+        decider: Box<dyn Decide>,
+        info: Arc<RouterInfo>,
+        settings: &BatchSettings,
+        observe: impl Fn(usize) + Send + 'static,
+    ) -> (Batcher, std::thread::JoinHandle<()>) {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(settings.queue);
+        let slot = Arc::new(Mutex::new(Slot { decider, info }));
+        let depth = Arc::new(AtomicUsize::new(0));
+        let worker = {
+            let (slot, depth) = (slot.clone(), depth.clone());
+            let (max_size, wait) = (settings.max_size, Duration::from_micros(settings.max_wait_us));
+            std::thread::Builder::new()
+                .name("routerdc-batch".into())
+                .spawn(move || run(&receiver, &slot, &depth, max_size, wait, &observe))
+                .unwrap_or_else(|error| panic!("cannot start the batching thread: {error}"))
+        };
+        (Batcher { sender, depth, slot }, worker)
+    }
+
+    /// Queue `text`; the receiver gets its scores.
+    pub fn submit(&self, text: String) -> Result<tokio::sync::oneshot::Receiver<Scored>, Refused> {
+        let (reply, receiver) = tokio::sync::oneshot::channel();
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        match self.sender.try_send(Job { text, reply }) {
+            Ok(()) => Ok(receiver),
+            Err(error) => {
+                self.depth.fetch_sub(1, Ordering::Relaxed);
+                Err(match error {
+                    TrySendError::Full(_) => Refused::Full,
+                    TrySendError::Disconnected(_) => Refused::Closed,
+                })
+            }
+        }
+    }
+
+    /// Texts waiting or being scored.
+    pub fn depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+}
+
+fn run(
+    receiver: &Receiver<Job>,
+    slot: &Mutex<Slot>,
+    depth: &AtomicUsize,
+    max_size: usize,
+    wait: Duration,
+    observe: &dyn Fn(usize),
+) {
+    while let Ok(first) = receiver.recv() {
+        let deadline = Instant::now() + wait;
+        let mut jobs = vec![first];
+        while jobs.len() < max_size {
+            match receiver.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match receiver.recv_timeout(left) {
+                        Ok(job) => jobs.push(job),
+                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            }
+        }
+        // Requests whose client has gone are not scored.
+        let queued = jobs.len();
+        jobs.retain(|job| !job.reply.is_closed());
+        depth.fetch_sub(queued - jobs.len(), Ordering::Relaxed);
+        if jobs.is_empty() {
+            continue;
+        }
+        observe(jobs.len());
+        let texts: Vec<&str> = jobs.iter().map(|job| job.text.as_str()).collect();
+        let (result, info) = match slot.lock() {
+            Ok(mut slot) => {
+                let info = slot.info.clone();
+                (slot.decider.scores(&texts).map_err(|error| error.to_string()), info)
+            }
+            Err(_) => {
+                for job in jobs {
+                    depth.fetch_sub(1, Ordering::Relaxed);
+                    let _ = job.reply.send(Err("the router failed earlier (a panic); restart the service".into()));
+                }
+                continue;
+            }
+        };
+        let count = jobs.len();
+        match result {
+            Ok(scores) if scores.len() == count => {
+                for (job, scores) in jobs.into_iter().zip(scores) {
+                    let _ = job.reply.send(Ok((scores, info.clone())));
+                }
+            }
+            Ok(scores) => {
+                let message = format!("the router gave {} score rows for {count} texts", scores.len());
+                for job in jobs {
+                    let _ = job.reply.send(Err(message.clone()));
+                }
+            }
+            Err(message) => {
+                for job in jobs {
+                    let _ = job.reply.send(Err(message.clone()));
+                }
+            }
+        }
+        depth.fetch_sub(count, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scores each text by its length; records the batch sizes it saw.
+    struct Lengths {
+        info: RouterInfo,
+        batches: Arc<Mutex<Vec<usize>>>,
+        pause: Duration,
+    }
+
+    impl Decide for Lengths {
+        fn info(&self) -> &RouterInfo {
+            &self.info
+        }
+        fn scores(&mut self, texts: &[&str]) -> crate::Result<Vec<Vec<f64>>> {
+            std::thread::sleep(self.pause);
+            self.batches.lock().unwrap().push(texts.len());
+            Ok(texts.iter().map(|text| vec![text.len() as f64, 0.0]).collect())
+        }
+    }
+
+    fn lengths(pause: Duration) -> (Box<dyn Decide>, Arc<Mutex<Vec<usize>>>) {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        (Box::new(Lengths { info: info(), batches: batches.clone(), pause }), batches)
+    }
+
+    fn info() -> RouterInfo {
+        RouterInfo {
+            kind: "test".into(),
+            models: vec!["a".into(), "b".into()],
+            costs: None,
+            probabilities: false,
+            cost_rate: 0.0,
+        }
+    }
+
+    #[test]
+    fn waiting_texts_share_a_batch_and_each_gets_its_own_scores() {
+        let (decider, batches) = lengths(Duration::from_millis(50));
+        let settings = BatchSettings { max_size: 8, max_wait_us: 0, queue: 64 };
+        let (batcher, worker) = Batcher::start(decider, Arc::new(info()), &settings, |_| {});
+        // The first text occupies the thread for 50 ms; the next 10 wait and go in batches of ≤ 8.
+        let receivers: Vec<_> = (0..11).map(|n| batcher.submit("x".repeat(n + 1)).unwrap()).collect();
+        for (n, receiver) in receivers.into_iter().enumerate() {
+            let (scores, _) = receiver.blocking_recv().unwrap().unwrap();
+            assert_eq!(scores, vec![(n + 1) as f64, 0.0]);
+        }
+        let seen = batches.lock().unwrap().clone();
+        assert_eq!(seen.iter().sum::<usize>(), 11);
+        assert!(seen.iter().all(|&size| size <= 8) && seen.len() < 11, "{seen:?}");
+        assert_eq!(batcher.depth(), 0);
+        drop(batcher);
+        worker.join().unwrap();
+    }
+
+    #[test]
+    fn a_full_queue_refuses_at_once() {
+        let (decider, _) = lengths(Duration::from_millis(200));
+        let settings = BatchSettings { max_size: 1, max_wait_us: 0, queue: 2 };
+        let (batcher, _worker) = Batcher::start(decider, Arc::new(info()), &settings, |_| {});
+        let mut refused = 0;
+        let mut kept = Vec::new();
+        for _ in 0..6 {
+            match batcher.submit("x".into()) {
+                Ok(receiver) => kept.push(receiver),
+                Err(Refused::Full) => refused += 1,
+                Err(Refused::Closed) => panic!("closed"),
+            }
+        }
+        // One being scored, two waiting: the rest refused.
+        assert!(refused >= 2, "{refused}");
+        for receiver in kept {
+            assert!(receiver.blocking_recv().unwrap().is_ok());
+        }
+    }
+}

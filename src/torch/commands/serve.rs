@@ -1,0 +1,143 @@
+//! `routerdc serve` on the libtorch side: the routers behind the service's [`Decide`]. The
+//! service itself (HTTP, batching, upstreams) is the library's [`routerdc::serve`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ndarray::Array2;
+use tch::{Device, Kind};
+
+use routerdc::error::{Error, Result};
+use routerdc::hf::{self, Pooling};
+use routerdc::serve::{Decide, RouterInfo, ServeConfig};
+use routerdc::stages::embed::DeviceChoice;
+use routerdc::stages::train::folder;
+
+use super::route::{FolderRouter, folder_encoder, load_folder};
+use super::train::checkpoint::{LoadedRouter, load_router};
+use crate::torch::model::network::{Encoder, pad_batch};
+
+/// Most texts in one encoder pass (a service batch is split into passes of this size, each of
+/// texts of similar length).
+const PASS: usize = 32;
+
+pub fn run_serve(config: &ServeConfig, quiet: bool) -> Result<()> {
+    // One batch at a time, on every core.
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    tch::set_num_threads(cores as i32);
+    let loader: routerdc::serve::Loader = Arc::new(|path: &Path| load(path));
+    routerdc::serve::run(config, loader, quiet)
+}
+
+/// The router at `path`: a router folder (`router.json`), or a RouterDC checkpoint (a folder
+/// holding `best.safetensors`, or the file itself).
+fn load(path: &Path) -> Result<Box<dyn Decide>> {
+    if let Some(dir) = folder::router_folder(path) {
+        return Ok(Box::new(FolderDecider::load(dir)?));
+    }
+    let checkpoint: PathBuf = if path.is_dir() { path.join("best.safetensors") } else { path.to_path_buf() };
+    if !checkpoint.is_file() {
+        return Err(Error::bad_file(
+            path,
+            "holds no router: neither `router.json` nor `best.safetensors`",
+            "give the folder `routerdc train --out DIR` wrote",
+            None,
+        ));
+    }
+    let loaded = load_router(&checkpoint, Device::Cpu)?;
+    let info = RouterInfo {
+        kind: "routerdc".into(),
+        models: loaded.sidecar.models.clone(),
+        costs: loaded.sidecar.costs.clone(),
+        probabilities: true,
+        cost_rate: 0.0,
+    };
+    Ok(Box::new(RouterdcDecider { loaded, info }))
+}
+
+/// A RouterDC checkpoint: the softmax of its similarities.
+struct RouterdcDecider {
+    loaded: LoadedRouter,
+    info: RouterInfo,
+}
+
+impl Decide for RouterdcDecider {
+    fn info(&self) -> &RouterInfo {
+        &self.info
+    }
+
+    fn scores(&mut self, texts: &[&str]) -> Result<Vec<Vec<f64>>> {
+        self.loaded.probabilities(texts, PASS)
+    }
+}
+
+/// A kNN, cluster or MLP router over its encoder's pooled vectors.
+struct FolderDecider {
+    encoder: Encoder,
+    pooling: Pooling,
+    router: FolderRouter,
+    k: usize,
+    data_path: PathBuf,
+    info: RouterInfo,
+}
+
+impl FolderDecider {
+    fn load(dir: &Path) -> Result<FolderDecider> {
+        let file = folder::read_router_file(dir)?;
+        let options = folder_encoder(dir, &file, PASS, DeviceChoice::Cpu)?;
+        let files = hf::resolve(options.encoder.as_deref())?;
+        let encoder = Encoder::load(files, Device::Cpu, options.max_length, options.truncation)?;
+        let (router, data_path) = load_folder(dir, &file)?;
+        let width = encoder.config.hidden_size as usize;
+        if width != router.width() {
+            return Err(Error::bad_file(
+                &data_path,
+                format!("the router takes vectors of {} dimensions, the encoder gives {width}", router.width()),
+                "",
+                None,
+            ));
+        }
+        let info = RouterInfo {
+            kind: file.kind.clone(),
+            models: file.models.clone(),
+            costs: file.costs.clone(),
+            probabilities: false,
+            cost_rate: 0.0,
+        };
+        Ok(FolderDecider { encoder, pooling: options.pooling, router, k: file.k, data_path, info })
+    }
+
+    /// `[texts × dim]`: the texts in passes of similar length, as `embed` runs them.
+    fn embed(&self, texts: &[&str]) -> Result<Array2<f32>> {
+        let ids = self.encoder.tokenizer.encode(texts)?;
+        let dim = self.encoder.config.hidden_size as usize;
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
+        let mut vectors = Array2::<f32>::zeros((texts.len(), dim));
+        for chunk in order.chunks(PASS) {
+            let batch: Vec<&[u32]> = chunk.iter().map(|&i| ids[i].as_slice()).collect();
+            let (input, mask) = pad_batch(&batch, self.encoder.config.pad_token_id, Device::Cpu);
+            let pooled = tch::no_grad(|| self.encoder.network.embed(&input, &mask, self.pooling, false));
+            let flat = Vec::<f32>::try_from(&pooled.to_kind(Kind::Float).contiguous().view(-1))
+                .map_err(|source| Error::failed("Failed to read the embeddings back", source))?;
+            for (&row, vector) in chunk.iter().zip(flat.chunks(dim)) {
+                vectors.row_mut(row).assign(&ndarray::ArrayView1::from(vector));
+            }
+        }
+        Ok(vectors)
+    }
+}
+
+impl Decide for FolderDecider {
+    fn info(&self) -> &RouterInfo {
+        &self.info
+    }
+
+    fn scores(&mut self, texts: &[&str]) -> Result<Vec<Vec<f64>>> {
+        let vectors = self.embed(texts)?;
+        if vectors.ncols() != self.router.width() {
+            return Err(Error::bad_file(&self.data_path, "the router and its encoder disagree on the width", "", None));
+        }
+        self.router.scores(vectors, self.k)
+    }
+}
