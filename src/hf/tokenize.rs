@@ -81,3 +81,54 @@ fn spm_options(dir: &Path) -> SpmOptions {
     let flag = |key: &str| value.get(key).and_then(serde_json::Value::as_bool).unwrap_or(false);
     SpmOptions { do_lower_case: flag("do_lower_case"), split_by_punct: flag("split_by_punct") }
 }
+
+/// Encoder passes over texts of `lengths` tokens: indices sorted longest first and cut so that a
+/// pass holds at most `max_rows` texts and pads at most a quarter more tokens than it holds (a
+/// pass costs as much as its longest text times its rows). A service's batch of texts of mixed
+/// lengths becomes a few passes of similar lengths instead of one padded to the longest.
+pub fn length_passes(lengths: &[usize], max_rows: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+    let mut passes: Vec<Vec<usize>> = Vec::new();
+    let mut tokens = 0;
+    for index in order {
+        let fits = passes.last().is_some_and(|pass| {
+            let longest = lengths[pass[0]];
+            pass.len() < max_rows.max(1) && 4 * longest * (pass.len() + 1) <= 5 * (tokens + lengths[index])
+        });
+        if fits {
+            tokens += lengths[index];
+            if let Some(pass) = passes.last_mut() {
+                pass.push(index);
+            }
+        } else {
+            tokens = lengths[index];
+            passes.push(vec![index]);
+        }
+    }
+    passes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::length_passes;
+
+    #[test]
+    fn passes_group_similar_lengths_and_cover_every_text_once() {
+        let lengths = [10, 500, 12, 11, 480, 9, 200, 10];
+        let passes = length_passes(&lengths, 3);
+        let mut seen: Vec<usize> = passes.iter().flatten().copied().collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..lengths.len()).collect::<Vec<_>>());
+        for pass in &passes {
+            let longest = pass.iter().map(|&i| lengths[i]).max().unwrap();
+            let held: usize = pass.iter().map(|&i| lengths[i]).sum();
+            assert!(pass.len() <= 3 && 4 * longest * pass.len() <= 5 * held, "{pass:?}");
+        }
+        // 500 and 480 together (200 would pad 27% more); 200 alone; the short ones in threes.
+        assert_eq!(passes[0], [1, 4]);
+        assert_eq!(passes[1], [6]);
+        assert_eq!(passes.len(), 4);
+        assert!(length_passes(&[], 8).is_empty());
+    }
+}

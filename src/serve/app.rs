@@ -158,7 +158,7 @@ pub fn run(config: &ServeConfig, file: ServeFile, loader: Loader, quiet: bool) -
         None => (None, None),
     };
     let batch_size = metrics.batch_size.clone();
-    let (batcher, _batch_thread) =
+    let (batcher, batch_thread) =
         Batcher::start(decider, Arc::new(info.clone()), &file.batch, move |size| batch_size.observe(size as f64));
     let app = Arc::new(App {
         router_path: config.router.clone(),
@@ -185,6 +185,8 @@ pub fn run(config: &ServeConfig, file: ServeFile, loader: Loader, quiet: bool) -
         .map_err(|source| Error::failed("Failed to start the async runtime", source))?;
     let served = runtime.block_on(serve(app.clone(), config.listen, info, started, quiet));
     runtime.shutdown_timeout(Duration::from_secs(1));
+    app.batcher.close();
+    let _ = batch_thread.join();
     // Every decision-log line reaches the file before the process ends.
     if let Ok(mut log) = app.log.lock() {
         log.take();

@@ -3,7 +3,7 @@
 //! and scores them in one encoder pass on all cores. A full queue refuses at once (503) instead
 //! of growing.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,11 +24,13 @@ pub struct Slot {
     pub info: Arc<RouterInfo>,
 }
 
-/// The queue's sending side; dropping every clone ends the batching thread.
+/// The queue's sending side; [`Batcher::close`] (or dropping every clone) ends the batching
+/// thread once the batch it is scoring is done.
 #[derive(Clone)]
 pub struct Batcher {
     sender: SyncSender<Job>,
     depth: Arc<AtomicUsize>,
+    closed: Arc<AtomicBool>,
     pub slot: Arc<Mutex<Slot>>,
 }
 
@@ -50,19 +52,29 @@ impl Batcher {
         let (sender, receiver) = std::sync::mpsc::sync_channel(settings.queue);
         let slot = Arc::new(Mutex::new(Slot { decider, info }));
         let depth = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicBool::new(false));
         let worker = {
-            let (slot, depth) = (slot.clone(), depth.clone());
+            let (slot, depth, closed) = (slot.clone(), depth.clone(), closed.clone());
             let (max_size, wait) = (settings.max_size, Duration::from_micros(settings.max_wait_us));
             std::thread::Builder::new()
                 .name("routerdc-batch".into())
-                .spawn(move || run(&receiver, &slot, &depth, max_size, wait, &observe))
+                .spawn(move || run(&receiver, &slot, &depth, &closed, max_size, wait, &observe))
                 .unwrap_or_else(|error| panic!("cannot start the batching thread: {error}"))
         };
-        (Batcher { sender, depth, slot }, worker)
+        (Batcher { sender, depth, closed, slot }, worker)
+    }
+
+    /// Refuse new texts and let the thread end (the process must not exit while libtorch is
+    /// scoring a batch on it).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
     }
 
     /// Queue `text`; the receiver gets its scores.
     pub fn submit(&self, text: String) -> Result<tokio::sync::oneshot::Receiver<Scored>, Refused> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Refused::Closed);
+        }
         let (reply, receiver) = tokio::sync::oneshot::channel();
         self.depth.fetch_add(1, Ordering::Relaxed);
         match self.sender.try_send(Job { text, reply }) {
@@ -87,11 +99,17 @@ fn run(
     receiver: &Receiver<Job>,
     slot: &Mutex<Slot>,
     depth: &AtomicUsize,
+    closed: &AtomicBool,
     max_size: usize,
     wait: Duration,
     observe: &dyn Fn(usize),
 ) {
-    while let Ok(first) = receiver.recv() {
+    loop {
+        let first = match receiver.recv_timeout(Duration::from_millis(50)) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) if !closed.load(Ordering::SeqCst) => continue,
+            Err(_) => break,
+        };
         let deadline = Instant::now() + wait;
         let mut jobs = vec![first];
         while jobs.len() < max_size {

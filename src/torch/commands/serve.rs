@@ -8,6 +8,7 @@ use ndarray::Array2;
 use tch::{Device, Kind};
 
 use routerdc::error::{Error, Result};
+use routerdc::hf::tokenize::length_passes;
 use routerdc::hf::{self, Pooling};
 use routerdc::serve::{Decide, RouterInfo, ServeConfig};
 use routerdc::stages::embed::DeviceChoice;
@@ -17,16 +18,38 @@ use super::route::{FolderRouter, folder_encoder, load_folder};
 use super::train::checkpoint::{LoadedRouter, load_router};
 use crate::torch::model::network::{Encoder, pad_batch};
 
-/// Most texts in one encoder pass (a service batch is split into passes of this size, each of
-/// texts of similar length).
+/// Most texts in one encoder pass (a service batch is split into passes of texts of similar
+/// length, [`length_passes`]).
 const PASS: usize = 32;
 
 pub fn run_serve(config: &ServeConfig, quiet: bool) -> Result<()> {
-    // One batch at a time, on every core.
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    tch::set_num_threads(cores as i32);
+    // oneDNN keeps a compiled primitive per tensor shape, up to 1,024 of them; a service sees
+    // every text length, so its memory grew by ~95 MB in 90 s of load and kept growing (bench/
+    // serve soak: 520 → 746 MB in 5 minutes). 64 kept the same latency (16 ms for 80 tokens)
+    // and grew 21 MB in the same 90 s; 0 was flat but cost 30% latency. A value in the
+    // environment wins.
+    if std::env::var_os("ONEDNN_PRIMITIVE_CACHE_CAPACITY").is_none() {
+        // SAFETY: nothing has started a thread yet (libtorch's pools, the runtime and the
+        // batching thread start later), so no other thread reads the environment now.
+        unsafe { std::env::set_var("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64") };
+    }
     let loader: routerdc::serve::Loader = Arc::new(|path: &Path| load(path));
     routerdc::serve::run(config, loader, quiet)
+}
+
+/// One batch at a time, on every core. libtorch's thread count belongs to the thread that sets
+/// it (OpenMP): the batching thread must set its own, or it scores on one core.
+fn on_all_cores() {
+    thread_local! {
+        static SET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    SET.with(|set| {
+        if !set.get() {
+            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+            tch::set_num_threads(cores as i32);
+            set.set(true);
+        }
+    });
 }
 
 /// The router at `path`: a router folder (`router.json`), or a RouterDC checkpoint (a folder
@@ -67,7 +90,18 @@ impl Decide for RouterdcDecider {
     }
 
     fn scores(&mut self, texts: &[&str]) -> Result<Vec<Vec<f64>>> {
-        self.loaded.probabilities(texts, PASS)
+        on_all_cores();
+        let ids = self.loaded.tokenizer.encode(texts)?;
+        let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
+        let mut scores = vec![Vec::new(); texts.len()];
+        for pass in length_passes(&lengths, PASS) {
+            let batch: Vec<Vec<u32>> = pass.iter().map(|&i| ids[i].clone()).collect();
+            let h = self.loaded.router.encode_all(&batch, pass.len(), self.loaded.pad, self.loaded.device);
+            for (&row, probabilities) in pass.iter().zip(self.loaded.probabilities_of(&h)?) {
+                scores[row] = probabilities;
+            }
+        }
+        Ok(scores)
     }
 }
 
@@ -107,14 +141,14 @@ impl FolderDecider {
         Ok(FolderDecider { encoder, pooling: options.pooling, router, k: file.k, data_path, info })
     }
 
-    /// `[texts × dim]`: the texts in passes of similar length, as `embed` runs them.
+    /// `[texts × dim]`: the texts in passes of similar length.
     fn embed(&self, texts: &[&str]) -> Result<Array2<f32>> {
         let ids = self.encoder.tokenizer.encode(texts)?;
         let dim = self.encoder.config.hidden_size as usize;
-        let mut order: Vec<usize> = (0..ids.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
+        let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
         let mut vectors = Array2::<f32>::zeros((texts.len(), dim));
-        for chunk in order.chunks(PASS) {
+        for chunk in length_passes(&lengths, PASS) {
+            let chunk = chunk.as_slice();
             let batch: Vec<&[u32]> = chunk.iter().map(|&i| ids[i].as_slice()).collect();
             let (input, mask) = pad_batch(&batch, self.encoder.config.pad_token_id, Device::Cpu);
             let pooled = tch::no_grad(|| self.encoder.network.embed(&input, &mask, self.pooling, false));
@@ -134,6 +168,7 @@ impl Decide for FolderDecider {
     }
 
     fn scores(&mut self, texts: &[&str]) -> Result<Vec<Vec<f64>>> {
+        on_all_cores();
         let vectors = self.embed(texts)?;
         if vectors.ncols() != self.router.width() {
             return Err(Error::bad_file(&self.data_path, "the router and its encoder disagree on the width", "", None));

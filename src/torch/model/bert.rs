@@ -70,14 +70,16 @@ impl Bert {
             embedded += types.forward(&ids.zeros_like());
         }
         let mut hidden = self.layer_norm.forward(&embedded).dropout(self.hidden_dropout, train);
-        // Keys that are padding get no weight.
-        let keys = super::layers::key_mask(mask);
+        // Keys that are padding get no weight; a batch without padding needs no mask (and then
+        // runs libtorch's fused attention, as HF's sdpa does for it).
+        let padded = tch::no_grad(|| mask.eq(0).any()).int64_value(&[]) != 0;
+        let keys = padded.then(|| super::layers::key_mask(mask));
         for (index, (attention, feed_forward)) in self.layers.iter().enumerate() {
             let attended = if first_only && index + 1 == self.layers.len() {
                 let (q, k, v) = attention.project_first(&hidden);
-                attention.attend(&hidden.narrow(1, 0, 1), (&q, &k, &v), &keys, None, train)
+                attention.attend(&hidden.narrow(1, 0, 1), (&q, &k, &v), keys.as_ref(), None, train)
             } else {
-                attention.forward(&hidden, &keys, train)
+                attention.forward(&hidden, keys.as_ref(), train)
             };
             hidden = feed_forward.forward(&attended, train);
         }

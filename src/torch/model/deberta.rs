@@ -147,7 +147,7 @@ impl Deberta {
             }
             let bias = bias.masked_fill(&padding, f64::from(f32::MIN));
             let rows = if first { hidden.narrow(1, 0, 1) } else { hidden.shallow_clone() };
-            let attended = attention.attend(&rows, (&q, &k, &v), &bias, Some(scale), train);
+            let attended = attention.attend(&rows, (&q, &k, &v), Some(&bias), Some(scale), train);
             hidden = feed_forward.forward(&attended, train);
         }
         hidden

@@ -88,19 +88,20 @@ impl Attention {
     }
 
     /// Attention over `hidden` with `mask` (boolean, true = attend) and the default 1/√d_h scale.
-    pub fn forward(&self, hidden: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+    pub fn forward(&self, hidden: &Tensor, mask: Option<&Tensor>, train: bool) -> Tensor {
         let (q, k, v) = self.project(hidden);
         self.attend(hidden, (&q, &k, &v), mask, None, train)
     }
 
     /// `LN(h + O · softmax(q kᵀ · scale + mask) v)`; `mask` is boolean (true = attend) or an
-    /// additive float bias that already holds the mask. `hidden` holds the rows of the queries
+    /// additive float bias that already holds the mask; none: every key is attended to (no
+    /// padding), which takes libtorch's fused attention kernel. `hidden` holds the rows of the queries
     /// (all tokens, or the first token only, `[B, 1, H]`).
     pub fn attend(
         &self,
         hidden: &Tensor,
         (q, k, v): (&Tensor, &Tensor, &Tensor),
-        mask: &Tensor,
+        mask: Option<&Tensor>,
         scale: Option<f64>,
         train: bool,
     ) -> Tensor {
@@ -108,12 +109,12 @@ impl Attention {
         let dropout = if train { self.dropout } else { 0.0 };
         let context = if bf16() {
             let half = |t: &Tensor| t.to_kind(Kind::BFloat16);
-            let mask = if mask.kind() == Kind::Bool { mask.shallow_clone() } else { half(mask) };
+            let mask = mask.map(|mask| if mask.kind() == Kind::Bool { mask.shallow_clone() } else { half(mask) });
             Tensor::scaled_dot_product_attention(
                 &half(q),
                 &half(k),
                 &half(v),
-                Some(&mask),
+                mask.as_ref(),
                 dropout,
                 false,
                 scale,
@@ -121,7 +122,7 @@ impl Attention {
             )
             .to_kind(Kind::Float)
         } else {
-            Tensor::scaled_dot_product_attention(q, k, v, Some(mask), dropout, false, scale, false)
+            Tensor::scaled_dot_product_attention(q, k, v, mask, dropout, false, scale, false)
         };
         let context = context.transpose(1, 2).reshape([batch, length, size]);
         let projected = linear(&self.output, &context).dropout(self.hidden_dropout, train);
