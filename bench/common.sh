@@ -12,3 +12,16 @@ pyarrow_python="$bench_venv/bin/python"
 cargo build --release --locked --quiet
 bin="$(cargo metadata --format-version 1 --no-deps | "$python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/routerdc"
 encoder="$("$bin" doctor | sed -n 's/.*default encoder *//p')"
+
+# paper_tables WORK: the paper's split2_model7 imported into WORK/tables, with the training tables
+# copied to WORK/train and the others (test and out-of-distribution) to WORK/test.
+paper_tables() {
+  mkdir -p "$1/train" "$1/test"
+  "$bin" --quiet import --default-split test --out "$1/tables" "$ROUTERDC_DATA"/split2_model7/*.json
+  for table in "$1"/tables/*.parquet; do
+    case "$(basename "$table")" in
+      *_train.parquet | *-train.parquet) cp "$table" "$1/train/" ;;
+      *) cp "$table" "$1/test/" ;;
+    esac
+  done
+}

@@ -10,14 +10,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 source bench/common.sh
 work="${BENCH_DIR:-/tmp/routerdc-bench-routers}"
-rm -rf "$work" && mkdir -p "$work/train" "$work/test"
-"$bin" --quiet import --default-split test --out "$work/tables" "$ROUTERDC_DATA"/split2_model7/*.json
-for table in "$work"/tables/*.parquet; do
-  case "$(basename "$table")" in
-    *_train.parquet | *-train.parquet) cp "$table" "$work/train/" ;;
-    *) cp "$table" "$work/test/" ;;
-  esac
-done
+rm -rf "$work"
+paper_tables "$work"
 echo "machine: $(nproc) cores; training tables: $(ls "$work/train" | tr '\n' ' ')"
 "$bin" --quiet train --router knn --train "$work/train" --out "$work/warm"
 for kind in knn cluster mlp; do

@@ -24,14 +24,8 @@ PYTHONPATH="$pydeps" "$python" -c 'import fastapi, uvicorn' 2>/dev/null ||
   "$python" -m pip install --quiet --target "$pydeps" fastapi uvicorn
 cargo build --release --locked --quiet --example fake_upstream
 upstream_bin="$(dirname "$bin")/examples/fake_upstream"
-rm -rf "$work" && mkdir -p "$work/train" "$work/test"
-"$bin" --quiet import --default-split test --out "$work/tables" "$ROUTERDC_DATA"/split2_model7/*.json
-for table in "$work"/tables/*.parquet; do
-  case "$(basename "$table")" in
-    *_train.parquet | *-train.parquet) cp "$table" "$work/train/" ;;
-    *) cp "$table" "$work/test/" ;;
-  esac
-done
+rm -rf "$work"
+paper_tables "$work"
 "$bin" --quiet train --router mlp --train "$work/train" --out "$work/mlp"
 "$pyarrow_python" - "$work" <<'PY'
 import json, os, random, sys, pandas as pd
@@ -132,6 +126,9 @@ serve_pid=$!
 wait_for "$work/soak.log" "listening on"
 for _ in $(seq 50); do curl -s -o /dev/null -d '{"prompt": "warm up"}' http://127.0.0.1:18180/v1/route; done
 echo "RSS after warm-up: $(ps -o rss= -p "$serve_pid") KiB"
+( for t in $(seq 30 30 "$soak"); do sleep 30; echo "RSS at ${t} s: $(ps -o rss= -p "$serve_pid") KiB"; done ) &
+sampler=$!
 duration="$soak" load http://127.0.0.1:18180/v1/route "$work/route.jsonl" 32 -q "$rate"
+wait "$sampler" 2>/dev/null || true
 echo "RSS at the end: $(ps -o rss= -p "$serve_pid") KiB (rate asked: $rate req/s)"
 kill -TERM "$serve_pid" && wait "$serve_pid"

@@ -13,40 +13,9 @@ use serde_json::{Value, json};
 use crate::upstream::{self, Behaviour, STREAM_CHUNKS};
 use crate::util::{ok, routerdc_with_env};
 
-/// Questions whose best LLM follows their topic (llm-a: maths, llm-b: history, llm-c: poetry).
-const TOPICS: [(&str, [&str; 4]); 3] = [
-    (
-        "llm-a",
-        [
-            "How do I solve a quadratic equation?",
-            "What is the derivative of x squared?",
-            "Factor the polynomial x^2 - 1.",
-            "Integrate sin(x) from 0 to pi.",
-        ],
-    ),
-    (
-        "llm-b",
-        [
-            "Who was the first emperor of Rome?",
-            "When did the Second World War end?",
-            "What caused the French Revolution?",
-            "Who built the pyramids of Giza?",
-        ],
-    ),
-    (
-        "llm-c",
-        [
-            "Write a haiku about autumn leaves.",
-            "Compose a sonnet about the sea.",
-            "Give me a limerick about a cat.",
-            "A short poem about the moon, please.",
-        ],
-    ),
-];
-
 /// A kNN router (k = 1) over the topic questions, with the default encoder.
 fn knn_router(dir: &Path) -> PathBuf {
-    let records: Vec<Value> = TOPICS
+    let records: Vec<Value> = crate::util::TOPIC_QUESTIONS
         .iter()
         .flat_map(|(best, questions)| {
             questions.iter().map(move |question| {
@@ -483,4 +452,67 @@ fn start_up_errors_name_what_is_wrong() {
     let output = routerdc_with_env(["serve", "--router", temp.path().to_str().unwrap()], &[]);
     assert_eq!(output.status.code(), Some(2));
     assert!(crate::util::stderr(&output).contains("holds no router"));
+}
+
+#[test]
+fn a_routerdc_checkpoint_serves_probabilities() {
+    let temp = tempfile::tempdir().unwrap();
+    knn_router(temp.path());
+    let out = temp.path().join("routerdc");
+    let tables = temp.path().join("tables");
+    ok(&routerdc_with_env(
+        [
+            "train",
+            "--train",
+            tables.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--freeze-encoder",
+            "--steps",
+            "20",
+            "--batch-size",
+            "6",
+            "--samples-per-table",
+            "12",
+            "--learning-rate",
+            "0.05",
+            "--top-k",
+            "1",
+            "--last-k",
+            "2",
+            "--cluster-weight",
+            "0",
+        ],
+        &[],
+    ));
+    let config = temp.path().join("serve.toml");
+    std::fs::write(&config, "route_text = \"user\"\n").unwrap();
+    let server = Server::start(&out, &config, &[]);
+    let runtime = runtime();
+    let body = json!({"messages": [{"role": "user", "content": "Who was the first emperor of Rome?"},
+        {"role": "assistant", "content": "Augustus."}, {"role": "user", "content": "And the second?"}]});
+    let decision = post(&runtime, &server.url("/v1/route"), None, body.to_string()).json();
+    assert_eq!(decision["router"], "routerdc", "{decision}");
+    let ranked = decision["ranked"].as_array().unwrap();
+    assert_eq!(ranked.len(), 3);
+    let total: f64 = ranked.iter().map(|r| r["probability"].as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-9, "{decision}");
+    assert!(ranked.windows(2).all(|pair| pair[0]["probability"].as_f64() >= pair[1]["probability"].as_f64()));
+    assert_eq!(decision["model"], ranked[0]["model"]);
+    // `route` on the same text (both user messages, as `route_text = "user"` joins them) gives
+    // the same probabilities.
+    let jsonl = temp.path().join("query.jsonl");
+    std::fs::write(&jsonl, json!({"text": "Who was the first emperor of Rome?\nAnd the second?"}).to_string()).unwrap();
+    let checkpoint = out.join("best.safetensors");
+    let routed = routerdc_with_env(
+        ["route", "--checkpoint", checkpoint.to_str().unwrap(), "--jsonl", jsonl.to_str().unwrap()],
+        &[],
+    );
+    ok(&routed);
+    let line: Value = serde_json::from_str(crate::util::stdout(&routed).trim()).unwrap();
+    assert_eq!(line["llm"], decision["model"]);
+    for entry in ranked {
+        let theirs = line["probs"][entry["model"].as_str().unwrap()].as_f64().unwrap();
+        assert!((theirs - entry["probability"].as_f64().unwrap()).abs() < 1e-6, "{line} vs {decision}");
+    }
 }

@@ -647,35 +647,7 @@ fn knn_cluster_and_mlp_routers_train_route_report_and_refuse_bad_files() {
     // Planted neighbours: each topic's questions are best answered by one LLM, with the
     // default (real) encoder, so that questions of a topic are each other's nearest neighbours.
     let temp = tempfile::tempdir().unwrap();
-    let topics = [
-        (
-            "llm-a",
-            [
-                "How do I solve a quadratic equation?",
-                "What is the derivative of x squared?",
-                "Factor the polynomial x^2 - 1.",
-                "Integrate sin(x) from 0 to pi.",
-            ],
-        ),
-        (
-            "llm-b",
-            [
-                "Who was the first emperor of Rome?",
-                "When did the Second World War end?",
-                "What caused the French Revolution?",
-                "Who built the pyramids of Giza?",
-            ],
-        ),
-        (
-            "llm-c",
-            [
-                "Write a haiku about autumn leaves.",
-                "Compose a sonnet about the sea.",
-                "Give me a limerick about a cat.",
-                "A short poem about the moon, please.",
-            ],
-        ),
-    ];
+    let topics = crate::util::TOPIC_QUESTIONS;
     // Training: every question; test: each topic's first question reworded slightly, so that
     // its nearest training queries are its own topic's.
     let records = |test: bool| -> Value {

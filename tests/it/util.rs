@@ -126,3 +126,35 @@ pub fn direct_acc_predict(path: &Path, probability: bool) -> Vec<(String, f64)> 
         })
         .collect()
 }
+
+/// Questions whose best LLM follows their topic (llm-a: maths, llm-b: history, llm-c: poetry):
+/// with the default encoder, questions of a topic are each other's nearest neighbours.
+pub const TOPIC_QUESTIONS: [(&str, [&str; 4]); 3] = [
+    (
+        "llm-a",
+        [
+            "How do I solve a quadratic equation?",
+            "What is the derivative of x squared?",
+            "Factor the polynomial x^2 - 1.",
+            "Integrate sin(x) from 0 to pi.",
+        ],
+    ),
+    (
+        "llm-b",
+        [
+            "Who was the first emperor of Rome?",
+            "When did the Second World War end?",
+            "What caused the French Revolution?",
+            "Who built the pyramids of Giza?",
+        ],
+    ),
+    (
+        "llm-c",
+        [
+            "Write a haiku about autumn leaves.",
+            "Compose a sonnet about the sea.",
+            "Give me a limerick about a cat.",
+            "A short poem about the moon, please.",
+        ],
+    ),
+];
