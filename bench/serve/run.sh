@@ -8,7 +8,8 @@
 # decision alone); the decisions of both servers on 300 queries (agreement); and a soak run
 # (SOAK seconds, default 300) at 80% of routerdc's measured throughput at 32: failed requests
 # and the service's RSS at start and end.
-# Usage: ROUTERDC_DATA=../shared/routerdc-data bench/serve/run.sh   (DURATION=20 SOAK=300)
+# Usage: ROUTERDC_DATA=../shared/routerdc-data bench/serve/run.sh   (DURATION=20 SOAK=300;
+# SOAK_ONLY=R skips the comparison and soaks at R requests/s)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 source bench/common.sh
@@ -72,6 +73,9 @@ with open(out, "w") as f:
 PY
 }
 
+if [ -n "${SOAK_ONLY:-}" ]; then # re-measure the soak alone, at SOAK_ONLY requests/s
+  printf 'c=32: %s req/s\n' "$(echo "$SOAK_ONLY / 0.8" | bc -l)" > "$work/routerdc.txt"
+else
 "$upstream_bin" 127.0.0.1:18190 2> "$work/upstream.log" &
 upstream_pid=$!
 trap 'kill $upstream_pid 2>/dev/null || true' EXIT
@@ -118,13 +122,15 @@ decisions http://127.0.0.1:18185/v1/route "$work/baseline.decisions"
 for c in 1 8 32; do load http://127.0.0.1:18185/v1/route "$work/route.jsonl" "$c"; done
 kill "$baseline_pid" && wait "$baseline_pid" 2>/dev/null || true
 echo "same decision on $(paste -d' ' "$work/routerdc.decisions" "$work/baseline.decisions" | awk '$1 == $2' | wc -l) of 300 queries"
+fi
 
-echo "== soak: ${soak} s at 80% of routerdc's throughput at 32"
+echo "== soak: ${soak} s at 80% of routerdc's throughput at 32, after 30 s of the same load"
 rate="$(sed -n 's/^c=32: \([0-9.]*\) req.*/\1/p' "$work/routerdc.txt" | awk '{printf "%d", $1 * 0.8}')"
 "$bin" serve --router "$work/mlp" --listen 127.0.0.1:18180 2> "$work/soak.log" &
 serve_pid=$!
 wait_for "$work/soak.log" "listening on"
-for _ in $(seq 50); do curl -s -o /dev/null -d '{"prompt": "warm up"}' http://127.0.0.1:18180/v1/route; done
+echo "RSS at start: $(ps -o rss= -p "$serve_pid") KiB"
+duration=30 load http://127.0.0.1:18180/v1/route "$work/route.jsonl" 32 -q "$rate" > /dev/null
 echo "RSS after warm-up: $(ps -o rss= -p "$serve_pid") KiB"
 ( for t in $(seq 30 30 "$soak"); do sleep 30; echo "RSS at ${t} s: $(ps -o rss= -p "$serve_pid") KiB"; done ) &
 sampler=$!

@@ -33,6 +33,11 @@ pub fn run_serve(config: &ServeConfig, quiet: bool) -> Result<()> {
         // batching thread start later), so no other thread reads the environment now.
         unsafe { std::env::set_var("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64") };
     }
+    // A rare batch of long texts allocates tens of MB per tensor; glibc then raises its mmap
+    // threshold to that size and serves later blocks from the heap, which it cannot give back
+    // once fragmented. A fixed 1 MiB threshold keeps large tensors in mmap, returned on free.
+    // SAFETY: mallopt only sets an allocator parameter.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20) };
     let loader: routerdc::serve::Loader = Arc::new(|path: &Path| load(path));
     routerdc::serve::run(config, loader, quiet)
 }
