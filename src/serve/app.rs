@@ -41,15 +41,8 @@ pub struct App {
 fn describe(decider: &dyn Decide, file: &ServeFile, router: &std::path::Path) -> Result<RouterInfo> {
     let mut info = decider.info().clone();
     info.cost_rate = crate::stages::calibrate::cost_rate_for(router, file.cost_rate, None)?;
-    if info.cost_rate > 0.0 && info.costs.is_none() {
-        return Err(Error::setting(
-            "cost_rate",
-            format!(
-                "the router `{}` was trained on tables without costs: there is no cost to charge",
-                router.display()
-            ),
-        ));
-    }
+    // The checks `route` makes of a rate: not negative, and costs to charge.
+    crate::stages::route::charge(info.costs.as_deref(), info.cost_rate, router)?;
     Ok(info)
 }
 

@@ -44,13 +44,18 @@ fn authorization(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok())
 }
 
+/// 401: no client key, or a wrong one.
+fn unauthorized() -> ApiError {
+    ApiError {
+        code: Some("invalid_api_key"),
+        ..ApiError::new(401, "authentication_error", "a missing or wrong API key: send `Authorization: Bearer KEY`")
+    }
+}
+
 /// The request's body, after the client key is checked.
 fn checked_body(app: &App, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     if !app.authorized(authorization(headers)) {
-        return Err(ApiError {
-            code: Some("invalid_api_key"),
-            ..ApiError::new(401, "authentication_error", "a missing or wrong API key: send `Authorization: Bearer KEY`")
-        });
+        return Err(unauthorized());
     }
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -290,7 +295,7 @@ pub async fn chat(State(app): Shared, headers: HeaderMap, body: Result<Bytes, By
 /// `GET /v1/models`: the router's name and the models the upstreams serve.
 pub async fn models(State(app): Shared, headers: HeaderMap) -> Response {
     if !app.authorized(authorization(&headers)) {
-        return error_response(&ApiError::new(401, "authentication_error", "a missing or wrong API key"));
+        return error_response(&unauthorized());
     }
     let entry = |id: &str| json!({"id": id, "object": "model", "created": 0, "owned_by": "routerdc"});
     let mut data = vec![entry(&app.file.router_model)];

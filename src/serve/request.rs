@@ -167,11 +167,14 @@ pub fn rank(info: &RouterInfo, scores: &[f64], rate: f64, ask: CostAsk) -> Resul
         }
     };
     let cost = |index: usize| costs.map_or(0.0, |costs| costs[index]);
+    // The penalty `route` charges.
+    let values = costs.map_or_else(|| scores.to_vec(), |costs| crate::routing::penalised(scores, costs, rate));
     let mut ranked: Vec<Ranked> = scores
         .iter()
+        .zip(values)
         .enumerate()
         .filter(|&(index, _)| ask.max_cost.is_none_or(|most| cost(index) <= most))
-        .map(|(index, &score)| Ranked { index, score, value: score - rate * cost(index) })
+        .map(|(index, (&score, value))| Ranked { index, score, value })
         .collect();
     if ranked.is_empty() {
         let cheapest = (0..scores.len()).map(cost).fold(f64::INFINITY, f64::min);

@@ -88,7 +88,8 @@ impl TorchEmbedder {
         Ok(())
     }
 
-    fn embed_one(encoder: &Encoder, pooling: Pooling, batch: &[&[u32]]) -> Result<Vec<f32>> {
+    /// One padded batch's pooled vectors, `[batch × dim]` flat.
+    pub fn embed_one(encoder: &Encoder, pooling: Pooling, batch: &[&[u32]]) -> Result<Vec<f32>> {
         let device = encoder.store.device();
         let (ids, mask) = pad_batch(batch, encoder.config.pad_token_id, device);
         let vectors = tch::no_grad(|| encoder.network.embed(&ids, &mask, pooling, false));

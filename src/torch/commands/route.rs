@@ -186,6 +186,19 @@ impl FolderRouter {
         }
     }
 
+    /// An encoder giving vectors of `dim` dimensions fits the router (its data file `path`).
+    pub(super) fn check_width(&self, dim: usize, path: &std::path::Path) -> Result<()> {
+        if dim == self.width() {
+            return Ok(());
+        }
+        Err(Error::bad_file(
+            path,
+            format!("the router takes vectors of {} dimensions, the encoder gives {dim}", self.width()),
+            "",
+            None,
+        ))
+    }
+
     /// Per query, per LLM: the neighbours' mean target (kNN, cluster) or the MLP's output.
     pub(super) fn scores(&self, queries: ndarray::Array2<f32>, k: usize) -> Result<Vec<Vec<f64>>> {
         let scores = match self {
@@ -211,14 +224,7 @@ fn route_folder(dir: &std::path::Path, config: &RouteConfig, quiet: bool) -> Res
         let rows = flat.len() / dim.max(1);
         let queries = ndarray::Array2::from_shape_vec((rows, dim), flat)
             .map_err(|source| Error::failed("Failed to shape the embeddings", source))?;
-        if dim != router.width() {
-            return Err(Error::bad_file(
-                &data_path,
-                format!("the router takes vectors of {} dimensions, the encoder gives {dim}", router.width()),
-                "",
-                None,
-            ));
-        }
+        router.check_width(dim, &data_path)?;
         router.scores(queries, file.k)
     };
     let models = &file.models;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ndarray::Array2;
-use tch::{Device, Kind};
+use tch::Device;
 
 use routerdc::error::{Error, Result};
 use routerdc::hf::tokenize::length_passes;
@@ -14,9 +14,10 @@ use routerdc::serve::{Decide, RouterInfo, ServeConfig};
 use routerdc::stages::embed::DeviceChoice;
 use routerdc::stages::train::folder;
 
+use super::embed::TorchEmbedder;
 use super::route::{FolderRouter, folder_encoder, load_folder};
 use super::train::checkpoint::{LoadedRouter, load_router};
-use crate::torch::model::network::{Encoder, pad_batch};
+use crate::torch::model::network::Encoder;
 
 /// Most texts in one encoder pass (a service batch is split into passes of texts of similar
 /// length, [`length_passes`]).
@@ -122,7 +123,6 @@ struct FolderDecider {
     pooling: Pooling,
     router: FolderRouter,
     k: usize,
-    data_path: PathBuf,
     info: RouterInfo,
 }
 
@@ -133,15 +133,8 @@ impl FolderDecider {
         let files = hf::resolve(options.encoder.as_deref())?;
         let encoder = Encoder::load(files, Device::Cpu, options.max_length, options.truncation)?;
         let (router, data_path) = load_folder(dir, &file)?;
-        let width = encoder.config.hidden_size as usize;
-        if width != router.width() {
-            return Err(Error::bad_file(
-                &data_path,
-                format!("the router takes vectors of {} dimensions, the encoder gives {width}", router.width()),
-                "",
-                None,
-            ));
-        }
+        // Checked once: every batch's vectors have the encoder's width.
+        router.check_width(encoder.config.hidden_size as usize, &data_path)?;
         let info = RouterInfo {
             kind: file.kind.clone(),
             models: file.models.clone(),
@@ -149,7 +142,7 @@ impl FolderDecider {
             probabilities: false,
             cost_rate: 0.0,
         };
-        Ok(FolderDecider { encoder, pooling: options.pooling, router, k: file.k, data_path, info })
+        Ok(FolderDecider { encoder, pooling: options.pooling, router, k: file.k, info })
     }
 
     /// `[texts × dim]`: the texts in passes of similar length.
@@ -158,14 +151,10 @@ impl FolderDecider {
         let dim = self.encoder.config.hidden_size as usize;
         let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
         let mut vectors = Array2::<f32>::zeros((texts.len(), dim));
-        for chunk in length_passes(&lengths, PASS) {
-            let chunk = chunk.as_slice();
-            let batch: Vec<&[u32]> = chunk.iter().map(|&i| ids[i].as_slice()).collect();
-            let (input, mask) = pad_batch(&batch, self.encoder.config.pad_token_id, Device::Cpu);
-            let pooled = tch::no_grad(|| self.encoder.network.embed(&input, &mask, self.pooling, false));
-            let flat = Vec::<f32>::try_from(&pooled.to_kind(Kind::Float).contiguous().view(-1))
-                .map_err(|source| Error::failed("Failed to read the embeddings back", source))?;
-            for (&row, vector) in chunk.iter().zip(flat.chunks(dim)) {
+        for pass in length_passes(&lengths, PASS) {
+            let batch: Vec<&[u32]> = pass.iter().map(|&i| ids[i].as_slice()).collect();
+            let flat = TorchEmbedder::embed_one(&self.encoder, self.pooling, &batch)?;
+            for (&row, vector) in pass.iter().zip(flat.chunks(dim)) {
                 vectors.row_mut(row).assign(&ndarray::ArrayView1::from(vector));
             }
         }
@@ -180,10 +169,6 @@ impl Decide for FolderDecider {
 
     fn scores(&mut self, texts: &[&str]) -> Result<Vec<Vec<f64>>> {
         on_all_cores();
-        let vectors = self.embed(texts)?;
-        if vectors.ncols() != self.router.width() {
-            return Err(Error::bad_file(&self.data_path, "the router and its encoder disagree on the width", "", None));
-        }
-        self.router.scores(vectors, self.k)
+        self.router.scores(self.embed(texts)?, self.k)
     }
 }
