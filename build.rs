@@ -17,6 +17,7 @@ fn main() {
     println!("cargo:rustc-link-arg-bin=routerdc-torch=-Wl,-rpath,{dir}");
     println!("cargo:rustc-link-arg-tests=-Wl,-rpath,{dir}");
     println!("cargo:rustc-env=ROUTERDC_LIBTORCH_LIB={dir}");
+    compile_int8_shim(Path::new(&dir));
     if let Some(version) = libtorch_version(Path::new(&dir)) {
         println!("cargo:rustc-env=ROUTERDC_LIBTORCH_VERSION={version}");
     }
@@ -26,6 +27,30 @@ fn main() {
         println!("cargo:rustc-link-arg-bin=routerdc-torch=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
     }
 }
+
+/// csrc/int8.cpp: libtorch's `quantized::linear_prepack` / `linear_dynamic`, called through the
+/// dispatcher, compiled with the flags torch-sys compiles its own shim with.
+#[cfg(feature = "train")]
+fn compile_int8_shim(lib_dir: &Path) {
+    println!("cargo:rerun-if-changed=csrc/int8.cpp");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let include = lib_dir.parent().expect("libtorch's lib folder has a parent").join("include");
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
+    cc::Build::new()
+        .cpp(true)
+        .pic(true)
+        .warnings(false)
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .file("csrc/int8.cpp")
+        .compile("routerdc_int8");
+}
+
+#[cfg(not(feature = "train"))]
+fn compile_int8_shim(_lib_dir: &Path) {}
 
 /// The version of the libtorch in `lib_dir`: `torch/version.py` of a pip install, or
 /// `build-version` of a libtorch zip.

@@ -2,7 +2,11 @@
 length, truncation side and thread count; first-token vectors; the fastest batching
 (length-sorted batches, padding per batch) and PyTorch's fused attention ("sdpa").
 
-Usage: baseline.py ENCODER_DIR TEXTS_JSON OUT_NPY [BATCH] [MAX_LENGTH] [THREADS]
+With QUANTIZE=int8, the model's Linear layers go through
+`torch.ao.quantization.quantize_dynamic` (int8 weights per channel, activations per batch): the
+PyTorch int8 baseline of `routerdc embed --quantize int8`.
+
+Usage: baseline.py ENCODER_DIR TEXTS_JSON OUT_NPY [BATCH] [MAX_LENGTH] [THREADS] [QUANTIZE]
 Prints the embedding time alone (model load excluded) as `seconds: X`.
 """
 import json
@@ -17,10 +21,15 @@ encoder, texts_path, out = sys.argv[1:4]
 batch = int(sys.argv[4]) if len(sys.argv) > 4 else 64
 max_length = int(sys.argv[5]) if len(sys.argv) > 5 else 512
 threads = int(sys.argv[6]) if len(sys.argv) > 6 else 2
+quantize = sys.argv[7] if len(sys.argv) > 7 else "none"
 torch.set_num_threads(threads)
 texts = json.load(open(texts_path))
 tokenizer = AutoTokenizer.from_pretrained(encoder, truncation_side="left")
 model = AutoModel.from_pretrained(encoder, attn_implementation="sdpa").eval()
+if quantize == "int8":
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    model = quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
 
 start = time.perf_counter()
 lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]

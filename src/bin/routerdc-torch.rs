@@ -47,6 +47,9 @@ enum TorchCommand {
     /// AdamW steps for a case on stdin (optimizer parity test).
     #[command(hide = true)]
     Adamw,
+    /// Single-query encoder latency for texts on stdin cut to given lengths (bench/embed/latency.sh).
+    #[command(hide = true)]
+    Latency(LatencyArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -58,6 +61,23 @@ struct HiddenArgs {
     max_length: usize,
     #[arg(long, value_enum, default_value_t = routerdc::hf::tokenize::TruncationSide::Left)]
     truncation: routerdc::hf::tokenize::TruncationSide,
+    #[arg(long, value_enum, default_value_t = routerdc::hf::Quantize::None)]
+    quantize: routerdc::hf::Quantize,
+}
+
+#[derive(Debug, clap::Args)]
+struct LatencyArgs {
+    /// HF model directory or hub id.
+    #[arg(long, value_name = "PATH|HUB_ID")]
+    encoder: Option<String>,
+    /// Query lengths in tokens (special tokens included); texts are cut on the left to each.
+    #[arg(long, value_delimiter = ',', default_value = "20,80,300")]
+    tokens: Vec<usize>,
+    /// Timed queries per length (after 20 untimed ones).
+    #[arg(long, default_value_t = 200)]
+    repeats: usize,
+    #[arg(long, value_enum, default_value_t = routerdc::hf::Quantize::None)]
+    quantize: routerdc::hf::Quantize,
 }
 
 fn main() -> ExitCode {
@@ -88,6 +108,7 @@ fn main() -> ExitCode {
         TorchCommand::Hidden(args) => hidden(&args),
         TorchCommand::Losses => losses(),
         TorchCommand::Adamw => adamw(),
+        TorchCommand::Latency(args) => latency(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -128,7 +149,8 @@ fn hidden(args: &HiddenArgs) -> Result<()> {
     use routerdc::hf::Pooling;
     use torch::model::network::{Encoder, pad_batch, pool};
     let files = routerdc::hf::resolve(args.encoder.as_deref())?;
-    let encoder = Encoder::load(files, tch::Device::Cpu, args.max_length, args.truncation)?;
+    let mut encoder = Encoder::load(files, tch::Device::Cpu, args.max_length, args.truncation)?;
+    encoder.quantize(args.quantize)?;
     let texts: Vec<String> = read_stdin("a JSON array of strings")?;
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let ids = encoder.tokenizer.encode(&texts)?;
@@ -144,6 +166,53 @@ fn hidden(args: &HiddenArgs) -> Result<()> {
         "embedded": to_json(&embedded)?,
     });
     println!("{out}");
+    Ok(())
+}
+
+/// `latency [--tokens 20,80,300] [--repeats N] [--quantize int8]`: a JSON array of texts on
+/// stdin; for each length, the texts that reach it, cut to it (left truncation), go through the
+/// encoder one at a time on all cores as `serve` runs them (tokenising, the forward pass with
+/// the first-token last layer, the vector read back). Prints a JSON line per length with the
+/// p50 and p99 in milliseconds.
+fn latency(args: &LatencyArgs) -> Result<()> {
+    use routerdc::hf::Pooling;
+    use routerdc::hf::tokenize::{TextTokenizer, TruncationSide};
+    use torch::commands::embed::TorchEmbedder;
+    use torch::model::network::Encoder;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    tch::set_num_threads(cores as i32);
+    let files = routerdc::hf::resolve(args.encoder.as_deref())?;
+    let mut encoder = Encoder::load(files.clone(), tch::Device::Cpu, 512, TruncationSide::Left)?;
+    encoder.quantize(args.quantize)?;
+    let texts: Vec<String> = read_stdin("a JSON array of strings")?;
+    for &tokens in &args.tokens {
+        let tokenizer = TextTokenizer::load(&files, tokens, TruncationSide::Left)?;
+        let fitting: Vec<&str> = texts
+            .iter()
+            .map(String::as_str)
+            .filter(|text| tokenizer.encode(&[text]).is_ok_and(|ids| ids[0].len() == tokens))
+            .collect();
+        if fitting.is_empty() {
+            return Err(Error::setting("tokens", format!("no text on stdin has {tokens} tokens")));
+        }
+        let mut times = Vec::with_capacity(args.repeats);
+        for round in 0..args.repeats + 20 {
+            let text = fitting[round % fitting.len()];
+            let started = std::time::Instant::now();
+            let ids = tokenizer.encode(&[text])?;
+            TorchEmbedder::embed_one(&encoder, Pooling::First, &[ids[0].as_slice()])?;
+            if round >= 20 {
+                times.push(started.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        let at = |q: f64| times[((q * (times.len() - 1) as f64).round() as usize).min(times.len() - 1)];
+        let line = serde_json::json!({
+            "tokens": tokens, "texts": fitting.len(), "repeats": times.len(), "threads": cores,
+            "quantize": args.quantize, "p50_ms": at(0.5), "p99_ms": at(0.99),
+        });
+        println!("{line}");
+    }
     Ok(())
 }
 

@@ -161,6 +161,7 @@ fn route_tables(
     checkpoint: &std::path::Path,
     tables: &std::path::Path,
     split: Option<crate::table::Split>,
+    quantize: crate::hf::Quantize,
 ) -> Result<std::result::Result<tempfile::TempDir, ExitCode>> {
     let routes = tempfile::tempdir().map_err(|source| crate::Error::Write { path: std::env::temp_dir(), source })?;
     let mut route = child::command(crate::torch_helper());
@@ -169,6 +170,9 @@ fn route_tables(
     route.arg("--out").arg(routes.path()).arg("--cost-rate").arg("0");
     if let Some(split) = split {
         route.arg("--split").arg(split.as_str());
+    }
+    if quantize == crate::hf::Quantize::Int8 {
+        route.arg("--quantize").arg("int8").arg("--device").arg("cpu");
     }
     let status = route.status().map_err(|source| crate::Error::input_from("cannot run routerdc-torch", "", source))?;
     if !status.success() {
@@ -196,7 +200,7 @@ fn run_calibrate(config: &crate::stages::calibrate::CalibrateConfig, quiet: bool
             format!("`{}` needs tables with costs (and rows of the split asked for)", config.tables.display()),
         ));
     }
-    let routes = match route_tables(&config.router, &config.tables, config.split)? {
+    let routes = match route_tables(&config.router, &config.tables, config.split, crate::hf::Quantize::None)? {
         Ok(routes) => routes,
         Err(code) => return Ok(code),
     };
@@ -256,7 +260,7 @@ fn run_report(config: &report::ReportConfig, quiet: bool) -> Result<ExitCode> {
     let mut costs = Vec::with_capacity(config.checkpoint.len());
     for router in &config.checkpoint {
         let checkpoint = &router.path;
-        let routes = match route_tables(checkpoint, &config.tables, config.split)? {
+        let routes = match route_tables(checkpoint, &config.tables, config.split, config.quantize)? {
             Ok(routes) => routes,
             Err(code) => return Ok(code),
         };

@@ -27,6 +27,17 @@ pub enum Pooling {
     Mean,
 }
 
+/// Inference precision of the encoder's Linear layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quantize {
+    /// float32, as trained.
+    #[default]
+    None,
+    /// int8 dynamic quantization (CPU only).
+    Int8,
+}
+
 /// Files an HF encoder directory must hold for routerdc to load it.
 pub const REQUIRED_FILES: [&str; 3] = ["config.json", "model.safetensors", "tokenizer.json"];
 

@@ -48,7 +48,7 @@ fn describe(decider: &dyn Decide, file: &ServeFile, router: &std::path::Path) ->
 
 /// Load the router, check it against the upstreams and warm it up (one decision).
 fn load(loader: &Loader, file: &ServeFile, router: &std::path::Path) -> Result<(Box<dyn Decide>, RouterInfo)> {
-    let mut decider = loader(router)?;
+    let mut decider = loader(router, file.quantize)?;
     let info = describe(decider.as_ref(), file, router)?;
     check_upstreams(file, &info, router)?;
     decider.scores(&["warm up"])?;

@@ -65,6 +65,9 @@ pub struct ServeFile {
     pub router_model: String,
     #[serde(default)]
     pub route_text: RouteText,
+    /// The encoder's Linear layers: `"none"` (float32) or `"int8"` (see `embed --quantize`).
+    #[serde(default)]
+    pub quantize: crate::hf::Quantize,
     /// λ of the cost penalty (score − λ × cost); default: the router's `calibration.json`, else 0.
     pub cost_rate: Option<f64>,
     /// How many further LLMs, in the router's ranking, are tried when an upstream fails.
@@ -222,8 +225,8 @@ pub trait Decide: Send {
     fn scores(&mut self, texts: &[&str]) -> Result<Vec<Vec<f64>>>;
 }
 
-/// Loads the router at a path (at start-up and on every reload).
-pub type Loader = Arc<dyn Fn(&Path) -> Result<Box<dyn Decide>> + Send + Sync>;
+/// Loads the router at a path with its encoder in a precision (at start-up and on every reload).
+pub type Loader = Arc<dyn Fn(&Path, crate::hf::Quantize) -> Result<Box<dyn Decide>> + Send + Sync>;
 
 /// Read `serve.toml`, with its relative paths made relative to the file's folder.
 pub fn read_serve_file(path: &Path) -> Result<ServeFile> {

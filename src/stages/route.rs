@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::stages::embed::DeviceChoice;
+use crate::stages::embed::{DeviceChoice, Quantize};
 use crate::table::{LoadedTable, Split};
 
 /// Settings of `routerdc route`.
@@ -41,6 +41,9 @@ pub struct RouteConfig {
     pub batch_size: usize,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
+    /// The encoder's Linear layers in int8 (CPU only; see `embed --quantize`).
+    #[arg(long, value_enum, default_value_t = Quantize::None)]
+    pub quantize: Quantize,
 }
 
 /// What a router charges per LLM at routing time: its recorded `costs` at rate `cost_rate`

@@ -31,10 +31,15 @@ fn expected(dir: &Path) -> Value {
 
 /// `routerdc-torch hidden` on `texts`: (ids, hidden [B][L][H], first [B][H]).
 fn hidden(encoder: &Path, texts: &[&str], max_length: u64) -> Value {
+    hidden_in(encoder, texts, max_length, "none")
+}
+
+/// `hidden` with the Linear layers in `quantize` (`none` or `int8`).
+fn hidden_in(encoder: &Path, texts: &[&str], max_length: u64, quantize: &str) -> Value {
     let mut child = Command::new(env!("CARGO_BIN_EXE_routerdc-torch"))
         .args(["hidden", "--encoder"])
         .arg(encoder)
-        .args(["--max-length", &max_length.to_string()])
+        .args(["--max-length", &max_length.to_string(), "--quantize", quantize])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -53,15 +58,20 @@ fn floats(value: &Value) -> Vec<f64> {
 
 /// Largest |ours − HF| over the real (unpadded) tokens of rows `rows` of HF's batch.
 fn worst_difference(ours: &Value, hf: &Value, ids: &Value, rows: &[usize], our_rows: &[usize]) -> f64 {
-    let mut worst = 0f64;
+    differences(ours, hf, ids, rows, our_rows).into_iter().fold(0f64, f64::max)
+}
+
+/// |ours − HF| for every value of the real (unpadded) tokens of rows `rows` of HF's batch.
+fn differences(ours: &Value, hf: &Value, ids: &Value, rows: &[usize], our_rows: &[usize]) -> Vec<f64> {
+    let mut all = Vec::new();
     for (&row, &our_row) in rows.iter().zip(our_rows) {
         for token in 0..ids[row].as_array().unwrap().len() {
             let (a, b) = (floats(&ours[our_row][token]), floats(&hf[row][token]));
             assert_eq!(a.len(), b.len());
-            worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(worst, f64::max);
+            all.extend(a.iter().zip(&b).map(|(x, y)| (x - y).abs()));
         }
     }
-    worst
+    all
 }
 
 #[test]
@@ -93,6 +103,32 @@ fn tiny_bert_and_deberta_match_hf_transformers_with_and_without_padding() {
             let difference = worst_difference(&alone["hidden"], &case["hidden"], &case["ids"], &[row], &[0]);
             assert!(difference < 1e-4, "{name}: text {row} alone differs from HF by {difference}");
         }
+    }
+}
+
+#[test]
+fn int8_encoders_match_pytorch_quantize_dynamic() {
+    let Some(dir) = tiny() else { return };
+    let expected = expected(dir);
+    let max_length = expected["max_length"].as_u64().unwrap();
+    for name in ["bert", "deberta", "deberta-plain"] {
+        let case = &expected[name];
+        let texts: Vec<&str> = case["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+        let ours = hidden_in(&dir.join(name), &texts, max_length, "int8");
+        let rows: Vec<usize> = (0..texts.len()).collect();
+        // The same int8 kernels on the same batch (padding rows included: their values are part
+        // of each Linear input's quantization range): equal to float rounding, and far from float32.
+        let to_pytorch = differences(&ours["hidden"], &case["hidden_int8"], &case["ids"], &rows, &rows);
+        let to_float = differences(&ours["hidden"], &case["hidden"], &case["ids"], &rows, &rows);
+        let worst = to_pytorch.iter().copied().fold(0f64, f64::max);
+        let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len() as f64;
+        assert!(worst < 1e-5, "{name}: int8 differs from PyTorch's quantize_dynamic by up to {worst}");
+        assert!(
+            mean(&to_float) > 100.0 * mean(&to_pytorch),
+            "{name}: int8 is as close to float32 ({}) as to PyTorch's int8 ({})",
+            mean(&to_float),
+            mean(&to_pytorch)
+        );
     }
 }
 
@@ -183,6 +219,23 @@ fn embed_matches_the_encoder_and_reuses_its_cache() {
     );
     assert_eq!(embeddings_of(&again.join("mmlu_train.parquet")), embeddings_of(&out.join("mmlu_train.parquet")));
     assert_eq!(embeddings_of(&again.join("gsm8k_train.parquet")), embeddings_of(&out.join("gsm8k_train.parquet")));
+    // int8 vectors (here in batches capped by tokens) have cache entries of their own (the
+    // float32 ones are not reused), lie close to the float32 ones, and are not them.
+    let int8 = temp.path().join("emb-int8");
+    let mut int8_args = args(&int8);
+    int8_args.extend(["--quantize".into(), "int8".into(), "--batch-tokens".into(), "40".into()]);
+    let quantized = routerdc_with_env(int8_args, &[("ROUTERDC_CACHE", &cache)]);
+    ok(&quantized);
+    assert!(stderr(&quantized).contains("(19 distinct, 0 from the cache)"), "{}", stderr(&quantized));
+    let (_, float) = embeddings_of(&out.join("mmlu_train.parquet"));
+    let (_, int8) = embeddings_of(&int8.join("mmlu_train.parquet"));
+    for (a, b) in float.iter().zip(&int8) {
+        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let cosine = dot / (norm(a) * norm(b));
+        assert!(cosine > 0.95, "int8 vector far from float32: cosine {cosine}");
+        assert_ne!(a, b, "int8 gave the float32 vector");
+    }
 }
 
 #[test]

@@ -80,6 +80,9 @@ pub struct ReportConfig {
     /// not beside the router (repeatable).
     #[arg(long = "calibration", value_name = "NAME=FILE")]
     pub calibration: Vec<RouterArg>,
+    /// The trained routers' encoders with their Linear layers in int8 (CPU; see `embed --quantize`).
+    #[arg(long, value_enum, default_value_t = crate::hf::Quantize::None)]
+    pub quantize: crate::hf::Quantize,
     /// Resamples of the paired bootstrap behind the verdict's intervals.
     #[arg(long, default_value_t = 1000)]
     pub bootstrap: usize,

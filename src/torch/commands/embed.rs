@@ -9,7 +9,7 @@ use tch::{Device, Kind};
 
 use routerdc::error::{Error, Result};
 use routerdc::hf::{self, Pooling};
-use routerdc::stages::embed::{self, Cache, DeviceChoice, EmbedConfig, EmbedStats, Embedder, EncoderOptions};
+use routerdc::stages::embed::{self, Cache, DeviceChoice, EmbedConfig, EmbedStats, Embedder, EncoderOptions, Quantize};
 use routerdc::table::LoadedTable;
 
 use routerdc::hf::config::EncoderConfig;
@@ -80,7 +80,9 @@ impl TorchEmbedder {
             return Ok(());
         }
         let started = Instant::now();
-        let first = Encoder::load(self.files.clone(), self.device, self.options.max_length, self.options.truncation)?;
+        let mut first =
+            Encoder::load(self.files.clone(), self.device, self.options.max_length, self.options.truncation)?;
+        first.quantize(self.options.quantize)?;
         let mut copies = (1..self.worker_count).map(|_| first.duplicate()).collect::<Result<Vec<_>>>()?;
         copies.insert(0, first);
         self.workers = copies;
@@ -193,9 +195,14 @@ pub fn embed_texts(
     let workers = embedder.worker_count;
     let bar = routerdc::progress::rate_bar(texts.len() as u64, "embed", quiet);
     let started = Instant::now();
-    let result = embed::embed_texts(texts, &tokenizer, &mut embedder, cache.as_mut(), options.batch_size, &|done| {
-        bar.inc(done as u64)
-    });
+    let result = embed::embed_texts(
+        texts,
+        &tokenizer,
+        &mut embedder,
+        cache.as_mut(),
+        (options.batch_size, options.batch_tokens()),
+        &|done| bar.inc(done as u64),
+    );
     bar.finish_and_clear();
     // The embedding pass alone: loading the weights (done on the first uncached batch) is not in it.
     let seconds = started.elapsed().as_secs_f64() - embedder.load_seconds;
@@ -250,7 +257,18 @@ pub fn router_options(
     batch_size: usize,
     device: DeviceChoice,
 ) -> EncoderOptions {
-    EncoderOptions { encoder, pooling, max_length, truncation, batch_size, device, workers: 0, no_cache: false }
+    EncoderOptions {
+        encoder,
+        pooling,
+        max_length,
+        truncation,
+        batch_size,
+        batch_tokens: None,
+        device,
+        workers: 0,
+        no_cache: false,
+        quantize: Quantize::None,
+    }
 }
 
 /// `embed`'s settings that give a frozen RouterDC encoder's h: the first token.

@@ -18,7 +18,10 @@ pub fn run_route(config: &RouteConfig, quiet: bool) -> Result<()> {
         return route_folder(dir, config, quiet);
     }
     let device = embed::device(config.device)?;
-    let loaded = load_router(&config.checkpoint, device)?;
+    let mut loaded = load_router(&config.checkpoint, device)?;
+    if !loaded.sidecar.settings.freeze_encoder || config.tables.is_none() {
+        loaded.quantize(config.quantize)?;
+    }
     let models = &loaded.sidecar.models;
     let rate = routerdc::stages::calibrate::cost_rate_for(
         &config.checkpoint,
@@ -32,13 +35,14 @@ pub fn run_route(config: &RouteConfig, quiet: bool) -> Result<()> {
         // A router trained with a frozen encoder has the encoder's own weights: its h are
         // `embed`'s vectors, from the embedding cache and parallel workers.
         let frozen = if loaded.sidecar.settings.freeze_encoder {
-            let options = embed::frozen_options(
+            let mut options = embed::frozen_options(
                 Some(loaded.sidecar.encoder_dir.to_string_lossy().into_owned()),
                 loaded.sidecar.max_length,
                 loaded.sidecar.truncation,
                 config.batch_size,
                 config.device,
             );
+            options.quantize = config.quantize;
             Some(embed::embed_tables(&tables, &options, quiet)?)
         } else {
             None
@@ -216,7 +220,8 @@ impl FolderRouter {
 /// `scores`.
 fn route_folder(dir: &std::path::Path, config: &RouteConfig, quiet: bool) -> Result<()> {
     let file = routerdc::stages::train::folder::read_router_file(dir)?;
-    let options = folder_encoder(dir, &file, config.batch_size, config.device)?;
+    let mut options = folder_encoder(dir, &file, config.batch_size, config.device)?;
+    options.quantize = config.quantize;
     let (router, data_path) = load_folder(dir, &file)?;
     let rate = routerdc::stages::calibrate::cost_rate_for(dir, config.cost_rate, config.calibration.as_deref())?;
     let charge = routerdc::stages::route::charge(file.costs.as_deref(), rate, dir)?;

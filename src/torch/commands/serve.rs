@@ -9,7 +9,7 @@ use tch::Device;
 
 use routerdc::error::{Error, Result};
 use routerdc::hf::tokenize::length_passes;
-use routerdc::hf::{self, Pooling};
+use routerdc::hf::{self, Pooling, Quantize};
 use routerdc::serve::{Decide, RouterInfo, ServeConfig};
 use routerdc::stages::embed::DeviceChoice;
 use routerdc::stages::train::folder;
@@ -44,7 +44,7 @@ pub fn run_serve(config: &ServeConfig, quiet: bool) -> Result<()> {
         // SAFETY: mallopt only sets an allocator parameter.
         unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20) };
     }
-    let loader: routerdc::serve::Loader = Arc::new(|path: &Path| load(path));
+    let loader: routerdc::serve::Loader = Arc::new(|path: &Path, precision: Quantize| load(path, precision));
     routerdc::serve::run(config, loader, quiet)
 }
 
@@ -66,9 +66,9 @@ fn on_all_cores() {
 
 /// The router at `path`: a router folder (`router.json`), or a RouterDC checkpoint (a folder
 /// holding `best.safetensors`, or the file itself).
-fn load(path: &Path) -> Result<Box<dyn Decide>> {
+fn load(path: &Path, precision: Quantize) -> Result<Box<dyn Decide>> {
     if let Some(dir) = folder::router_folder(path) {
-        return Ok(Box::new(FolderDecider::load(dir)?));
+        return Ok(Box::new(FolderDecider::load(dir, precision)?));
     }
     let checkpoint: PathBuf = if path.is_dir() { path.join("best.safetensors") } else { path.to_path_buf() };
     if !checkpoint.is_file() {
@@ -79,7 +79,8 @@ fn load(path: &Path) -> Result<Box<dyn Decide>> {
             None,
         ));
     }
-    let loaded = load_router(&checkpoint, Device::Cpu)?;
+    let mut loaded = load_router(&checkpoint, Device::Cpu)?;
+    loaded.quantize(precision)?;
     let info = RouterInfo {
         kind: "routerdc".into(),
         models: loaded.sidecar.models.clone(),
@@ -127,11 +128,12 @@ struct FolderDecider {
 }
 
 impl FolderDecider {
-    fn load(dir: &Path) -> Result<FolderDecider> {
+    fn load(dir: &Path, precision: Quantize) -> Result<FolderDecider> {
         let file = folder::read_router_file(dir)?;
         let options = folder_encoder(dir, &file, PASS, DeviceChoice::Cpu)?;
         let files = hf::resolve(options.encoder.as_deref())?;
-        let encoder = Encoder::load(files, Device::Cpu, options.max_length, options.truncation)?;
+        let mut encoder = Encoder::load(files, Device::Cpu, options.max_length, options.truncation)?;
+        encoder.quantize(precision)?;
         let (router, data_path) = load_folder(dir, &file)?;
         // Checked once: every batch's vectors have the encoder's width.
         router.check_width(encoder.config.hidden_size as usize, &data_path)?;

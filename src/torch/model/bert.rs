@@ -59,6 +59,15 @@ impl Bert {
         }
     }
 
+    /// Packs every Linear layer for the int8 kernel (inference only), as `quantize_dynamic` does.
+    pub fn quantize(&mut self) -> Result<(), String> {
+        for (attention, feed_forward) in &mut self.layers {
+            attention.quantize()?;
+            feed_forward.quantize()?;
+        }
+        Ok(())
+    }
+
     /// Last hidden states `[B, L, H]` of token ids `[B, L]` with attention mask `[B, L]` (1 = token);
     /// with `first_only`, the last layer computes the first token's row alone (`[B, 1, H]`), all
     /// that first-token pooling reads.

@@ -17,14 +17,14 @@ use tch::{Kind, Tensor, nn, nn::Module};
 use routerdc::hf::EncoderConfig;
 use routerdc::hf::config::RelativeAttention;
 
-use super::layers::{Attention, FeedForward};
+use super::layers::{Attention, Dense, FeedForward};
 
 #[derive(Debug)]
 pub struct Deberta {
     word_embeddings: nn::Embedding,
     position_embeddings: Option<nn::Embedding>,
     token_type_embeddings: Option<nn::Embedding>,
-    embed_proj: Option<nn::Linear>,
+    embed_proj: Option<Dense>,
     layer_norm: nn::LayerNorm,
     layers: Vec<(Attention, Option<RelativeProjections>, FeedForward)>,
     relative: Option<Relative>,
@@ -44,8 +44,8 @@ struct Relative {
 /// Separate position projections, for checkpoints without `share_att_key`.
 #[derive(Debug)]
 struct RelativeProjections {
-    key: Option<nn::Linear>,
-    query: Option<nn::Linear>,
+    key: Option<Dense>,
+    query: Option<Dense>,
 }
 
 impl Deberta {
@@ -66,7 +66,7 @@ impl Deberta {
                     config,
                 );
                 let separate = relative.filter(|settings| !settings.share_att_key).map(|settings| {
-                    let linear = |name: &str| nn::linear(&projections / name, hidden, hidden, Default::default());
+                    let linear = |name: &str| Dense::new(&projections / name, hidden, hidden, true);
                     RelativeProjections {
                         key: settings.c2p.then(|| linear("pos_key_proj")),
                         query: settings.p2c.then(|| linear("pos_query_proj")),
@@ -82,14 +82,7 @@ impl Deberta {
                 .then(|| embedding("position_embeddings", config.max_position_embeddings)),
             token_type_embeddings: (config.type_vocab_size > 0)
                 .then(|| embedding("token_type_embeddings", config.type_vocab_size)),
-            embed_proj: (width != hidden).then(|| {
-                nn::linear(
-                    &embeddings / "embed_proj",
-                    width,
-                    hidden,
-                    nn::LinearConfig { bias: false, ..Default::default() },
-                )
-            }),
+            embed_proj: (width != hidden).then(|| Dense::new(&embeddings / "embed_proj", width, hidden, false)),
             layer_norm: super::layers::layer_norm(&(&embeddings / "LayerNorm"), config),
             layers,
             relative: relative.map(|settings| Relative {
@@ -102,6 +95,23 @@ impl Deberta {
                     .sqrt(),
             hidden_dropout: config.hidden_dropout,
         }
+    }
+
+    /// Packs every Linear layer for the int8 kernel (inference only), as `quantize_dynamic` does.
+    pub fn quantize(&mut self) -> Result<(), String> {
+        if let Some(projection) = &mut self.embed_proj {
+            projection.quantize()?;
+        }
+        for (attention, separate, feed_forward) in &mut self.layers {
+            attention.quantize()?;
+            if let Some(separate) = separate {
+                for dense in [&mut separate.key, &mut separate.query].into_iter().flatten() {
+                    dense.quantize()?;
+                }
+            }
+            feed_forward.quantize()?;
+        }
+        Ok(())
     }
 
     /// Last hidden states `[B, L, H]` of token ids `[B, L]` with attention mask `[B, L]` (1 = token);
@@ -124,7 +134,12 @@ impl Deberta {
 
         // Padding keys are masked. (HF masks padding queries too; their rows are never read,
         // and masking only keys keeps every row finite for the fused kernel.)
-        let padding = super::layers::key_mask(mask).logical_not();
+        // What is masked, `[B, 1, L, L]`: padding keys, and every key of a padding query (whose
+        // row is then uniform over the keys), as HF's 2-D mask. Real tokens' states do not depend
+        // on the second part; padding rows equal HF's, which int8 needs: their values are part of
+        // the range each Linear layer's input is quantized with.
+        let padding_query = mask.eq(0).unsqueeze(1).unsqueeze(-1);
+        let padding = super::layers::key_mask(mask).logical_not().logical_or(&padding_query);
         let relative = self.relative.as_ref().map(|relative| {
             let table = relative.embeddings.ws.shallow_clone();
             let table = match &relative.layer_norm {
@@ -145,6 +160,7 @@ impl Deberta {
                 bias = bias
                     + disentangled_bias(attention, separate.as_ref(), relative, &table, positions, (&q, &k), scale);
             }
+            let padding = if first { padding.narrow(2, 0, 1) } else { padding.shallow_clone() };
             let bias = bias.masked_fill(&padding, f64::from(f32::MIN));
             let rows = if first { hidden.narrow(1, 0, 1) } else { hidden.shallow_clone() };
             let attended = attention.attend(&rows, (&q, &k, &v), Some(&bias), Some(scale), train);
@@ -169,7 +185,7 @@ fn disentangled_bias(
     let span = settings.span();
     let table = table.narrow(0, 0, span * 2).unsqueeze(0);
     // [1, 2·span, H] → [1, heads, 2·span, d_h]
-    let project = |linear: &nn::Linear| attention.split_heads(&super::layers::linear(linear, &table));
+    let project = |linear: &Dense| attention.split_heads(&super::layers::linear(linear, &table));
     let (batch, heads, queries, _) = q.size4().expect("queries are [B, heads, L_q, d_h]");
     let expand = |index: Tensor| {
         let (rows, columns) = (index.size()[0], index.size()[1]);

@@ -7,6 +7,8 @@ use tch::{Kind, Tensor, nn, nn::Module};
 
 use routerdc::hf::EncoderConfig;
 
+use super::int8::Int8Linear;
+
 /// Mixed precision, autocast-style: matrix products and attention in bfloat16, everything else
 /// (weights, LayerNorm, softmax inputs of the losses, the optimizer) in float32.
 static BF16: AtomicBool = AtomicBool::new(false);
@@ -19,8 +21,34 @@ fn bf16() -> bool {
     BF16.load(Ordering::Relaxed)
 }
 
-/// `x Wᵀ + b`, in bfloat16 when mixed precision is on (the result back in float32).
-pub fn linear(layer: &nn::Linear, x: &Tensor) -> Tensor {
+/// A Linear layer whose weights are trained in float32 and may be packed for the int8 kernel
+/// for inference ([`Dense::quantize`]).
+#[derive(Debug)]
+pub struct Dense {
+    pub layer: nn::Linear,
+    int8: Option<Int8Linear>,
+}
+
+impl Dense {
+    pub fn new(path: nn::Path, inputs: i64, outputs: i64, bias: bool) -> Dense {
+        let settings = nn::LinearConfig { bias, ..Default::default() };
+        Dense { layer: nn::linear(path, inputs, outputs, settings), int8: None }
+    }
+
+    /// From now on `x Wᵀ + b` runs through the int8 kernel (inference only: it has no gradient).
+    pub fn quantize(&mut self) -> Result<(), String> {
+        self.int8 = Some(Int8Linear::pack(&self.layer)?);
+        Ok(())
+    }
+}
+
+/// `x Wᵀ + b`: int8 when the layer is quantized, in bfloat16 when mixed precision is on (the
+/// result back in float32), float32 otherwise.
+pub fn linear(dense: &Dense, x: &Tensor) -> Tensor {
+    if let Some(int8) = &dense.int8 {
+        return int8.forward(x);
+    }
+    let layer = &dense.layer;
     if !bf16() {
         return layer.forward(x);
     }
@@ -36,10 +64,10 @@ pub fn layer_norm(path: &nn::Path, config: &EncoderConfig) -> nn::LayerNorm {
 /// Self-attention: `LN(h + O · Attn(Q h, K h, V h))`.
 #[derive(Debug)]
 pub struct Attention {
-    pub query: nn::Linear,
-    pub key: nn::Linear,
-    value: nn::Linear,
-    output: nn::Linear,
+    pub query: Dense,
+    pub key: Dense,
+    value: Dense,
+    output: Dense,
     layer_norm: nn::LayerNorm,
     pub heads: i64,
     dropout: f64,
@@ -50,17 +78,25 @@ impl Attention {
     /// `names` are the projections' names: BERT `query`/`key`/`value`, DeBERTa `*_proj`.
     pub fn new(projections: &nn::Path, output: &nn::Path, names: [&str; 3], config: &EncoderConfig) -> Attention {
         let size = config.hidden_size;
-        let linear = |name: &str| nn::linear(projections / name, size, size, Default::default());
+        let linear = |name: &str| Dense::new(projections / name, size, size, true);
         Attention {
             query: linear(names[0]),
             key: linear(names[1]),
             value: linear(names[2]),
-            output: nn::linear(output / "dense", size, size, Default::default()),
+            output: Dense::new(output / "dense", size, size, true),
             layer_norm: layer_norm(&(output / "LayerNorm"), config),
             heads: config.num_attention_heads,
             dropout: config.attention_dropout,
             hidden_dropout: config.hidden_dropout,
         }
+    }
+
+    /// Packs the four projections for the int8 kernel.
+    pub fn quantize(&mut self) -> Result<(), String> {
+        for dense in [&mut self.query, &mut self.key, &mut self.value, &mut self.output] {
+            dense.quantize()?;
+        }
+        Ok(())
     }
 
     /// `[B, L, H]` → `[B, heads, L, d_h]`.
@@ -133,8 +169,8 @@ impl Attention {
 /// `LN(a + W₂ · gelu(W₁ a))`.
 #[derive(Debug)]
 pub struct FeedForward {
-    intermediate: nn::Linear,
-    output: nn::Linear,
+    intermediate: Dense,
+    output: Dense,
     layer_norm: nn::LayerNorm,
     hidden_dropout: f64,
 }
@@ -143,11 +179,17 @@ impl FeedForward {
     pub fn new(layer: &nn::Path, config: &EncoderConfig) -> FeedForward {
         let (size, inner) = (config.hidden_size, config.intermediate_size);
         FeedForward {
-            intermediate: nn::linear(layer / "intermediate" / "dense", size, inner, Default::default()),
-            output: nn::linear(layer / "output" / "dense", inner, size, Default::default()),
+            intermediate: Dense::new(layer / "intermediate" / "dense", size, inner, true),
+            output: Dense::new(layer / "output" / "dense", inner, size, true),
             layer_norm: layer_norm(&(layer / "output" / "LayerNorm"), config),
             hidden_dropout: config.hidden_dropout,
         }
+    }
+
+    /// Packs both layers for the int8 kernel.
+    pub fn quantize(&mut self) -> Result<(), String> {
+        self.intermediate.quantize()?;
+        self.output.quantize()
     }
 
     pub fn forward(&self, attended: &Tensor, train: bool) -> Tensor {

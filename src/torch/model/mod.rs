@@ -3,6 +3,7 @@
 
 pub mod bert;
 pub mod deberta;
+pub mod int8;
 pub mod layers;
 pub mod mlp;
 pub mod network;

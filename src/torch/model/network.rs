@@ -9,7 +9,7 @@ use tch::{Device, Kind, Tensor, nn};
 use routerdc::error::{Error, Result};
 use routerdc::hf::checkpoint::{self, DType};
 use routerdc::hf::tokenize::{TextTokenizer, TruncationSide};
-use routerdc::hf::{Architecture, EncoderConfig, EncoderFiles, Pooling};
+use routerdc::hf::{Architecture, EncoderConfig, EncoderFiles, Pooling, Quantize};
 
 use super::bert::Bert;
 use super::deberta::Deberta;
@@ -28,6 +28,25 @@ impl Network {
             Architecture::Bert => Network::Bert(Bert::new(path, config)),
             Architecture::DebertaV2 => Network::Deberta(Deberta::new(path, config)),
         }
+    }
+
+    /// Runs the Linear layers of a float32 network in `precision` from now on. int8 is for
+    /// inference on the CPU: its kernel has no gradient and no GPU version.
+    pub fn quantize_to(&mut self, precision: Quantize, device: Device) -> Result<()> {
+        if precision == Quantize::None {
+            return Ok(());
+        }
+        if device != Device::Cpu {
+            return Err(Error::setting(
+                "quantize",
+                "int8 runs on the CPU only; pass `--device cpu` with `--quantize int8`",
+            ));
+        }
+        match self {
+            Network::Bert(bert) => bert.quantize(),
+            Network::Deberta(deberta) => deberta.quantize(),
+        }
+        .map_err(|message| Error::failed("Failed to quantize the encoder to int8", message))
     }
 
     /// Last hidden states `[B, L, H]`.
@@ -67,6 +86,8 @@ pub struct Encoder {
     pub tokenizer: TextTokenizer,
     pub store: nn::VarStore,
     pub network: Network,
+    /// The precision of the Linear layers at inference.
+    pub quantize: Quantize,
 }
 
 impl Encoder {
@@ -78,7 +99,16 @@ impl Encoder {
         let network = Network::new(&store.root(), &config);
         load_weights(&mut store, "", &files.weights)?;
         store.freeze();
-        Ok(Encoder { files, config, tokenizer, store, network })
+        Ok(Encoder { files, config, tokenizer, store, network, quantize: Quantize::None })
+    }
+
+    /// Runs the Linear layers in `precision` from now on (see [`Network::quantize_to`]).
+    pub fn quantize(&mut self, precision: Quantize) -> Result<()> {
+        if precision != self.quantize {
+            self.network.quantize_to(precision, self.store.device())?;
+            self.quantize = precision;
+        }
+        Ok(())
     }
 }
 
@@ -89,13 +119,16 @@ impl Encoder {
         let network = Network::new(&store.root(), &self.config);
         store.copy(&self.store).map_err(|source| Error::failed("Failed to copy the encoder for a worker", source))?;
         store.freeze();
-        Ok(Encoder {
+        let mut copy = Encoder {
             files: self.files.clone(),
             config: self.config.clone(),
             tokenizer: self.tokenizer.clone(),
             store,
             network,
-        })
+            quantize: Quantize::None,
+        };
+        copy.quantize(self.quantize)?;
+        Ok(copy)
     }
 }
 

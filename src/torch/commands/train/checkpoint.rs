@@ -241,6 +241,11 @@ fn check_finite(store: &nn::VarStore, path: &Path) -> Result<()> {
 }
 
 impl LoadedRouter {
+    /// Runs the encoder's Linear layers in `precision` from now on (int8: CPU inference only).
+    pub fn quantize(&mut self, precision: routerdc::hf::Quantize) -> Result<()> {
+        self.router.backbone.quantize_to(precision, self.device)
+    }
+
     /// Per-LLM probabilities (softmax of the logits), `[n × T]` row-major.
     pub fn probabilities(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f64>>> {
         let ids = self.tokenizer.encode(texts)?;
