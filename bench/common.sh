@@ -2,7 +2,7 @@
 # ROUTERDC_DATA, builds routerdc, and sets `python` (routerdc's venv: torch, transformers,
 # scikit-learn), `pyarrow_python` (a venv of its own with pandas + pyarrow for reading parquet,
 # kept out of the test venv, see bench/convert/run.sh), `bin` (the routerdc binary) and
-# `encoder` (the default encoder's folder).
+# `encoder` (the default encoder's folder); `bin_torch` is routerdc-torch (hidden bench commands).
 : "${ROUTERDC_DATA:?set ROUTERDC_DATA to the RouterDC data folder (../shared/routerdc-data)}"
 python="${ROUTERDC_CACHE:-$HOME/.cache/routerdc}/venv/bin/python"
 bench_venv="${ROUTERDC_CACHE:-$HOME/.cache/routerdc}/bench-venv"
@@ -25,3 +25,4 @@ paper_tables() {
     esac
   done
 }
+bin_torch="${bin}-torch"

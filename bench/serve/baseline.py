@@ -4,7 +4,10 @@ way a Python team would: FastAPI + uvicorn, HF transformers (sdpa attention), on
 forward pass. POST /v1/route takes {"messages": [...]} (the last user message is routed) or
 {"prompt": ...} and answers {"model", "ranked"}.
 
-Usage: python baseline.py ROUTER_DIR ENCODER_DIR PORT THREADS
+With QUANTIZE int8, the encoder's Linear layers go through `quantize_dynamic` (int8 weights per
+channel), the PyTorch counterpart of `quantize = "int8"` in serve.toml.
+
+Usage: python baseline.py ROUTER_DIR ENCODER_DIR PORT THREADS [QUANTIZE]
 """
 
 import json
@@ -23,6 +26,10 @@ assert spec["kind"] == "mlp" and spec["pooling"] == "mean", "the baseline serves
 tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
 tokenizer.truncation_side = spec["truncation"]
 encoder = AutoModel.from_pretrained(encoder_dir, attn_implementation="sdpa").eval()
+if len(sys.argv) > 5 and sys.argv[5] == "int8":
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    encoder = quantize_dynamic(encoder, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
 weights = load_file(f"{router_dir}/mlp.safetensors")
 layers = [(weights[f"layers.{i}.weight"], weights[f"layers.{i}.bias"]) for i in range(len(weights) // 2)]
 models = spec["models"]

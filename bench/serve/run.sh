@@ -8,8 +8,10 @@
 # decision alone); the decisions of both servers on 300 queries (agreement); and a soak run
 # (SOAK seconds, default 300) at 80% of routerdc's measured throughput at 32: failed requests
 # and the service's RSS at start and end.
+# QUANTIZE=int8 serves the encoder in int8 (`quantize = "int8"`) and adds a second Python
+# baseline with its encoder through PyTorch's quantize_dynamic.
 # Usage: ROUTERDC_DATA=../shared/routerdc-data bench/serve/run.sh   (DURATION=20 SOAK=300;
-# SOAK_ONLY=R skips the comparison and soaks at R requests/s)
+# SOAK_ONLY=R skips the comparison and soaks at R requests/s; QUANTIZE=none)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 source bench/common.sh
@@ -17,6 +19,7 @@ cache="${ROUTERDC_CACHE:-$HOME/.cache/routerdc}"
 work="${BENCH_DIR:-/tmp/routerdc-bench-serve}"
 duration="${DURATION:-20}"
 soak="${SOAK:-300}"
+quantize="${QUANTIZE:-none}"
 threads="$(nproc)"
 oha="$cache/tools/bin/oha"
 [ -x "$oha" ] || cargo install oha --locked --root "$cache/tools"
@@ -45,8 +48,10 @@ print(f"{len(texts)} test queries, mean {sum(map(len, texts)) / len(texts):.0f} 
 PY
 models="$("$python" -c "import json; print(' '.join(json.load(open('$work/mlp/router.json'))['models']))")"
 {
+  printf 'quantize = "%s"\n' "$quantize"
   for llm in $models; do printf '[[upstream]]\nllm = "%s"\nbase_url = "http://127.0.0.1:18190/v1"\nmodel = "%s"\n' "$llm" "$llm"; done
 } > "$work/serve.toml"
+printf 'quantize = "%s"\n' "$quantize" > "$work/soak.toml"
 
 # oha's JSON summary as one line: requests/s, p50 and p99 in ms, and the status codes.
 load() { # URL BODIES CONCURRENCY [extra oha flags]
@@ -82,7 +87,7 @@ trap 'kill $upstream_pid 2>/dev/null || true' EXIT
 wait_for "$work/upstream.log" "fake upstream"
 echo "machine: $threads cores; routerdc: $("$bin" --version); $("$oha" --version)"
 
-echo "== routerdc serve (MLP router, default encoder)"
+echo "== routerdc serve (MLP router, default encoder, quantize = $quantize)"
 "$bin" serve --router "$work/mlp" --config "$work/serve.toml" --listen 127.0.0.1:18180 2> "$work/serve.log" &
 serve_pid=$!
 wait_for "$work/serve.log" "listening on"
@@ -114,19 +119,24 @@ print(f"p50 beyond the decision: /v1/route {route:.2f} ms, /v1/chat/completions 
 PY
 kill -TERM "$serve_pid" && wait "$serve_pid"
 
-echo "== Python baseline (FastAPI + uvicorn + HF transformers, same encoder and head)"
-PYTHONPATH="$pydeps" "$python" bench/serve/baseline.py "$work/mlp" "$encoder" 18185 "$threads" 2> "$work/baseline.log" &
+baselines=none
+[ "$quantize" = none ] || baselines="none $quantize"
+for precision in $baselines; do
+echo "== Python baseline (FastAPI + uvicorn + HF transformers, same encoder and head; encoder in $precision)"
+PYTHONPATH="$pydeps" "$python" bench/serve/baseline.py "$work/mlp" "$encoder" 18185 "$threads" "$precision" \
+  2> "$work/baseline.log" &
 baseline_pid=$!
 for _ in $(seq 600); do curl -s -o /dev/null http://127.0.0.1:18185/docs && break; sleep 0.2; done
 decisions http://127.0.0.1:18185/v1/route "$work/baseline.decisions"
 for c in 1 8 32; do load http://127.0.0.1:18185/v1/route "$work/route.jsonl" "$c"; done
 kill "$baseline_pid" && wait "$baseline_pid" 2>/dev/null || true
 echo "same decision on $(paste -d' ' "$work/routerdc.decisions" "$work/baseline.decisions" | awk '$1 == $2' | wc -l) of 300 queries"
+done
 fi
 
 echo "== soak: ${soak} s at 80% of routerdc's throughput at 32, after 30 s of the same load"
 rate="$(sed -n 's/^c=32: \([0-9.]*\) req.*/\1/p' "$work/routerdc.txt" | awk '{printf "%d", $1 * 0.8}')"
-"$bin" serve --router "$work/mlp" --listen 127.0.0.1:18180 2> "$work/soak.log" &
+"$bin" serve --router "$work/mlp" --config "$work/soak.toml" --listen 127.0.0.1:18180 2> "$work/soak.log" &
 serve_pid=$!
 wait_for "$work/soak.log" "listening on"
 echo "RSS at start: $(ps -o rss= -p "$serve_pid") KiB"

@@ -56,8 +56,8 @@ pub struct EncoderOptions {
     /// Where the encoder runs.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
-    /// Encoder copies run side by side on the CPU, each on its share of the cores
-    /// (0 = automatic: one per core up to 4; always 1 on a GPU).
+    /// Worker threads running the encoder side by side on the CPU (one copy of the weights),
+    /// each on its share of the cores (0 = automatic: one per core up to 4; always 1 on a GPU).
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
     /// Embed every text again instead of reading and extending the embedding cache.

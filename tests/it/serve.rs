@@ -515,4 +515,34 @@ fn a_routerdc_checkpoint_serves_probabilities() {
         let theirs = line["probs"][entry["model"].as_str().unwrap()].as_f64().unwrap();
         assert!((theirs - entry["probability"].as_f64().unwrap()).abs() < 1e-6, "{line} vs {decision}");
     }
+    drop(server);
+    // With the encoder in int8: the service and `route --quantize int8` agree with each other,
+    // and their probabilities are near float32's but not float32's.
+    std::fs::write(&config, "route_text = \"user\"\nquantize = \"int8\"\n").unwrap();
+    let server = Server::start(&out, &config, &[]);
+    let quantized = post(&runtime, &server.url("/v1/route"), None, body.to_string()).json();
+    let routed = routerdc_with_env(
+        [
+            "route",
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            "--jsonl",
+            jsonl.to_str().unwrap(),
+            "--quantize",
+            "int8",
+        ],
+        &[],
+    );
+    ok(&routed);
+    let line: Value = serde_json::from_str(crate::util::stdout(&routed).trim()).unwrap();
+    let mut moved = 0f64;
+    for entry in quantized["ranked"].as_array().unwrap() {
+        let model = entry["model"].as_str().unwrap();
+        let probability = entry["probability"].as_f64().unwrap();
+        assert!((line["probs"][model].as_f64().unwrap() - probability).abs() < 1e-6, "{line} vs {quantized}");
+        let float = ranked.iter().find(|r| r["model"] == model).unwrap()["probability"].as_f64().unwrap();
+        assert!((float - probability).abs() < 0.05, "int8 moved {model} from {float} to {probability}");
+        moved = moved.max((float - probability).abs());
+    }
+    assert!(moved > 1e-7, "int8 gave float32's probabilities: {quantized}");
 }

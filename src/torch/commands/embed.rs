@@ -29,9 +29,9 @@ pub fn device(choice: DeviceChoice) -> Result<Device> {
     }
 }
 
-/// Copies of an [`Encoder`] behind the library's [`Embedder`] interface: each worker thread
-/// owns one copy and takes the next batch as it finishes one. The weights are read only when a
-/// batch is to be embedded, so a run served wholly from the embedding cache never loads them.
+/// An [`Encoder`] behind the library's [`Embedder`] interface: worker threads share its weights
+/// and each takes the next batch as it finishes one. The weights are read only when a batch is
+/// to be embedded, so a run served wholly from the embedding cache never loads them.
 pub struct TorchEmbedder {
     pub files: hf::EncoderFiles,
     config: EncoderConfig,
@@ -39,15 +39,15 @@ pub struct TorchEmbedder {
     pub tokenizer: TextTokenizer,
     options: EncoderOptions,
     device: Device,
-    /// How many encoder copies run side by side.
+    /// How many worker threads run the encoder side by side.
     pub worker_count: usize,
-    workers: Vec<Encoder>,
+    encoder: Option<Encoder>,
     /// Seconds spent loading the weights (0 until a batch needed them).
     pub load_seconds: f64,
 }
 
 impl TorchEmbedder {
-    /// The encoder in `files`, to run as `worker_count` copies (0 in `options` = one per core,
+    /// The encoder in `files`, to run in `worker_count` threads (0 in `options` = one per core,
     /// up to 4; 1 on a GPU), with libtorch's threads shared out among them.
     pub fn new(files: hf::EncoderFiles, options: &EncoderOptions, device: Device) -> Result<TorchEmbedder> {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
@@ -69,25 +69,22 @@ impl TorchEmbedder {
             options: options.clone(),
             device,
             worker_count,
-            workers: Vec::new(),
+            encoder: None,
             load_seconds: 0.0,
         })
     }
 
-    /// Load the weights (once; the other copies are copied in memory).
-    fn load_workers(&mut self) -> Result<()> {
-        if !self.workers.is_empty() {
-            return Ok(());
+    /// Load the weights (once).
+    fn load_encoder(&mut self) -> Result<&Encoder> {
+        if self.encoder.is_none() {
+            let started = Instant::now();
+            let mut encoder =
+                Encoder::load(self.files.clone(), self.device, self.options.max_length, self.options.truncation)?;
+            encoder.quantize(self.options.quantize)?;
+            self.load_seconds = started.elapsed().as_secs_f64();
+            self.encoder = Some(encoder);
         }
-        let started = Instant::now();
-        let mut first =
-            Encoder::load(self.files.clone(), self.device, self.options.max_length, self.options.truncation)?;
-        first.quantize(self.options.quantize)?;
-        let mut copies = (1..self.worker_count).map(|_| first.duplicate()).collect::<Result<Vec<_>>>()?;
-        copies.insert(0, first);
-        self.workers = copies;
-        self.load_seconds = started.elapsed().as_secs_f64();
-        Ok(())
+        Ok(self.encoder.as_ref().expect("loaded just above"))
     }
 
     /// One padded batch's pooled vectors, `[batch × dim]` flat.
@@ -100,6 +97,22 @@ impl TorchEmbedder {
     }
 }
 
+/// One encoder that several worker threads run at once.
+struct Shared<'a>(&'a Encoder);
+
+impl Shared<'_> {
+    fn get(&self) -> &Encoder {
+        self.0
+    }
+}
+
+// SAFETY: the workers only run `TorchEmbedder::embed_one`: forward passes without gradients,
+// which read the weights and write tensors of their own. libtorch's tensors may be read from
+// several threads at once (their reference counts are atomic; no-grad passes record no autograd
+// state on the weights), as PyTorch's own multi-threaded inference on one module does; the int8
+// packed weights are read-only too (`Int8Linear`).
+unsafe impl Sync for Shared<'_> {}
+
 impl Embedder for TorchEmbedder {
     fn dim(&self) -> usize {
         self.config.hidden_size as usize
@@ -110,19 +123,20 @@ impl Embedder for TorchEmbedder {
         if batches.is_empty() {
             return Ok(Vec::new());
         }
-        self.load_workers()?;
+        let workers = self.worker_count;
+        let pooling = self.options.pooling;
+        let encoder = Shared(self.load_encoder()?);
         use std::sync::atomic::{AtomicUsize, Ordering};
         let next = AtomicUsize::new(0);
         let results: Mutex<Vec<Option<Result<Vec<f32>>>>> = Mutex::new((0..batches.len()).map(|_| None).collect());
-        let pooling = self.options.pooling;
         std::thread::scope(|scope| {
-            for encoder in &mut self.workers {
-                let (next, results) = (&next, &results);
+            for _ in 0..workers {
+                let (next, results, encoder) = (&next, &results, &encoder);
                 scope.spawn(move || {
                     loop {
                         let index = next.fetch_add(1, Ordering::Relaxed);
                         let Some(batch) = batches.get(index) else { break };
-                        let result = Self::embed_one(encoder, pooling, batch);
+                        let result = Self::embed_one(encoder.get(), pooling, batch);
                         let failed = result.is_err();
                         if let Ok(mut results) = results.lock() {
                             results[index] = Some(result);

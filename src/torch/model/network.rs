@@ -79,9 +79,8 @@ pub fn pool(hidden: &Tensor, mask: &Tensor, pooling: Pooling) -> Tensor {
     }
 }
 
-/// An encoder ready to embed: files, config, tokenizer, weights.
+/// An encoder ready to embed: config, tokenizer, weights.
 pub struct Encoder {
-    pub files: EncoderFiles,
     pub config: EncoderConfig,
     pub tokenizer: TextTokenizer,
     pub store: nn::VarStore,
@@ -99,7 +98,7 @@ impl Encoder {
         let network = Network::new(&store.root(), &config);
         load_weights(&mut store, "", &files.weights)?;
         store.freeze();
-        Ok(Encoder { files, config, tokenizer, store, network, quantize: Quantize::None })
+        Ok(Encoder { config, tokenizer, store, network, quantize: Quantize::None })
     }
 
     /// Runs the Linear layers in `precision` from now on (see [`Network::quantize_to`]).
@@ -109,26 +108,6 @@ impl Encoder {
             self.quantize = precision;
         }
         Ok(())
-    }
-}
-
-impl Encoder {
-    /// An independent copy (its own tensors), for a worker thread.
-    pub fn duplicate(&self) -> Result<Encoder> {
-        let mut store = nn::VarStore::new(self.store.device());
-        let network = Network::new(&store.root(), &self.config);
-        store.copy(&self.store).map_err(|source| Error::failed("Failed to copy the encoder for a worker", source))?;
-        store.freeze();
-        let mut copy = Encoder {
-            files: self.files.clone(),
-            config: self.config.clone(),
-            tokenizer: self.tokenizer.clone(),
-            store,
-            network,
-            quantize: Quantize::None,
-        };
-        copy.quantize(self.quantize)?;
-        Ok(copy)
     }
 }
 
