@@ -153,6 +153,66 @@ fn other_models() -> Value {
 }
 
 #[test]
+fn an_evaluation_sample_chooses_the_step_and_best_json_holds_the_full_sets() {
+    let Some((temp, tables_arg, encoder)) = topic_setup() else { return };
+    let out = temp.path().join("run");
+    let run = train(
+        &tables_arg,
+        &out,
+        &encoder,
+        &with_small(&["--test", &tables_arg, "--steps", "20", "--eval-steps", "5", "--eval-sample", "12"]),
+    );
+    ok(&run);
+    assert!(stderr(&run).contains("on the evaluation sample"), "{}", stderr(&run));
+    assert!(stderr(&run).contains("full sets"), "{}", stderr(&run));
+    // Every evaluation's time is logged at its step, and only there.
+    let log = routerdc::io::read_parquet(&out.join("train_log.parquet")).unwrap();
+    let steps: Vec<i64> = log.column("step").unwrap().i64().unwrap().into_no_null_iter().collect();
+    let eval_seconds: Vec<Option<f64>> = log.column("eval_seconds").unwrap().f64().unwrap().iter().collect();
+    let sampled: Vec<Option<f64>> = log.column("val_average").unwrap().f64().unwrap().iter().collect();
+    for (index, step) in steps.iter().enumerate() {
+        assert_eq!(eval_seconds[index].is_some(), step % 5 == 0, "step {step}: {:?}", eval_seconds[index]);
+        assert!(eval_seconds[index].is_none_or(|seconds| seconds >= 0.0));
+    }
+    // The best step is the first with the best sampled validation average ...
+    let sidecar: Value = serde_json::from_slice(&std::fs::read(out.join("best.json")).unwrap()).unwrap();
+    let mut best: Option<(i64, f64)> = None;
+    for (step, average) in steps.iter().zip(&sampled) {
+        if let Some(average) = average
+            && best.is_none_or(|(_, value)| *average > value)
+        {
+            best = Some((*step, *average));
+        }
+    }
+    assert_eq!(sidecar["step"].as_i64(), best.map(|(step, _)| step), "{sidecar}");
+    // ... and best.json's numbers are the checkpoint's on every row: `report` agrees.
+    let report_dir = temp.path().join("report");
+    let report = routerdc_with_env(
+        [
+            "report",
+            "--tables",
+            &tables_arg,
+            "--checkpoint",
+            &out.join("best.safetensors").display().to_string(),
+            "--out",
+            &report_dir.display().to_string(),
+        ],
+        &[],
+    );
+    ok(&report);
+    let rows = read_csv(&report_dir.join("baselines.csv"));
+    for row in rows.iter().filter(|r| r["router"] == "routerdc" && r["scope"] == "dataset") {
+        let dataset = &row["dataset"];
+        assert_eq!(row["n_queries"], "24");
+        let expected = sidecar["validation"].as_array().unwrap().iter().find(|v| v[0] == json!(dataset)).unwrap()[1]
+            .as_f64()
+            .unwrap();
+        let got: f64 = row["acc_predict"].parse().unwrap();
+        assert!((got - expected).abs() < 1e-12, "{dataset}: report {got} vs best.json {expected}");
+    }
+}
+
+#[test]
 fn a_tiny_router_trains_routes_and_reports() {
     let Some((temp, tables_arg, encoder)) = topic_setup() else { return };
     let out = temp.path().join("run");

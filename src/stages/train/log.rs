@@ -23,6 +23,9 @@ pub struct TrainLog {
     pub step_seconds: Vec<f64>,
     /// step, seconds, validation and test (dataset, acc, acc_predict).
     pub evaluations: Vec<(usize, f64, TableScores, TableScores)>,
+    /// step, seconds the evaluation after it took.
+    #[serde(default)]
+    pub evaluation_seconds: Vec<(usize, f64)>,
 }
 
 impl TrainLog {
@@ -41,6 +44,13 @@ impl TrainLog {
         ];
         let at = |step: i64| self.evaluations.iter().find(|e| e.0 as i64 == step);
         columns.push(Column::new("seconds".into(), &self.step_seconds));
+        columns.push(Column::new(
+            "eval_seconds".into(),
+            steps
+                .iter()
+                .map(|&s| self.evaluation_seconds.iter().find(|e| e.0 as i64 == s).map(|e| e.1))
+                .collect::<Vec<_>>(),
+        ));
         columns.push(Column::new(
             "val_average".into(),
             steps.iter().map(|&s| at(s).map(|e| average(&e.2))).collect::<Vec<_>>(),

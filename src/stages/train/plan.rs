@@ -114,6 +114,33 @@ impl Plan {
     }
 }
 
+/// `--eval-sample n`: a fixed sample of about `n` of the rows of tables with `rows[t]` rows
+/// each, drawn from `seed`, as one keep-mask per table; `None` when `n` is 0 or reaches every
+/// row. Each table keeps its share of `n` (at least one row), so that every table's score is
+/// measured, as the averages weigh tables equally.
+pub fn eval_sample(rows: &[usize], n: usize, seed: u64) -> Option<Vec<Vec<bool>>> {
+    let total: usize = rows.iter().sum();
+    if n == 0 || n >= total {
+        return None;
+    }
+    // Its own stream: the sample does not depend on, or move, the training draws.
+    let mut rng = routing::rng(seed ^ 0x6576_616c_5f73_616d);
+    Some(
+        rows.iter()
+            .map(|&count| {
+                let share = ((n as f64 * count as f64 / total as f64).round() as usize).clamp(1, count.max(1));
+                let mut order: Vec<usize> = (0..count).collect();
+                shuffle(&mut order, &mut rng);
+                let mut keep = vec![false; count];
+                for &row in order.iter().take(share) {
+                    keep[row] = true;
+                }
+                keep
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +165,19 @@ mod tests {
         let rows: Vec<(usize, usize)> = examples.iter().map(|e| (e.table, e.row)).collect();
         assert_eq!(&rows[..7], &[(0, 0), (0, 1), (0, 2), (0, 0), (0, 1), (0, 2), (0, 0)]);
         assert_eq!(&rows[7..], &(0..7).map(|r| (1, r)).collect::<Vec<_>>()[..]);
+    }
+
+    #[test]
+    fn eval_samples_keep_each_tables_share_fixed_by_the_seed() {
+        let rows = [1000, 300, 7];
+        let keep = eval_sample(&rows, 200, 42).unwrap();
+        let kept: Vec<usize> = keep.iter().map(|mask| mask.iter().filter(|&&k| k).count()).collect();
+        // 200 × 1000 / 1307 = 153.0, × 300 / 1307 = 45.9, × 7 / 1307 = 1.07: one at least.
+        assert_eq!(kept, vec![153, 46, 1]);
+        assert_eq!(eval_sample(&rows, 200, 42).unwrap(), keep);
+        assert_ne!(eval_sample(&rows, 200, 43).unwrap(), keep);
+        assert!(keep[0][..153].iter().any(|&k| !k), "a sample, not the first rows");
+        assert_eq!(eval_sample(&rows, 0, 42), None);
+        assert_eq!(eval_sample(&rows, 1307, 42), None);
     }
 }

@@ -61,6 +61,38 @@ struct Data {
     frozen: Option<Vec<Tensor>>,
 }
 
+impl Data {
+    /// `--eval-sample`'s rows of these tables (seeded), or `None` for all of them.
+    fn sample(&self, n: usize, seed: u64) -> Option<Data> {
+        let rows: Vec<usize> = self.tables.iter().map(|loaded| loaded.table.n_queries()).collect();
+        let keep = train::plan::eval_sample(&rows, n, seed)?;
+        let kept = |t: usize| -> Vec<i64> { (0..rows[t]).filter(|&r| keep[t][r]).map(|r| r as i64).collect() };
+        Some(Data {
+            tables: self
+                .tables
+                .iter()
+                .enumerate()
+                .map(|(t, loaded)| LoadedTable {
+                    path: loaded.path.clone(),
+                    table: loaded.table.select_rows(|row| keep[t][row]),
+                })
+                .collect(),
+            ids: self
+                .ids
+                .iter()
+                .enumerate()
+                .map(|(t, ids)| kept(t).into_iter().map(|r| ids[r as usize].clone()).collect())
+                .collect(),
+            frozen: self.frozen.as_ref().map(|all| {
+                all.iter()
+                    .enumerate()
+                    .map(|(t, h)| h.index_select(0, &Tensor::from_slice(&kept(t)).to(h.device())))
+                    .collect()
+            }),
+        })
+    }
+}
+
 pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
     // The kind's default learning rate, written out: best.json and last.json record the value.
     let config = &TrainConfig { learning_rate: Some(config.learning_rate()), ..config.clone() };
@@ -134,6 +166,11 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
     };
     let train_data = prepare(train_tables)?;
     let test_data = prepare(test_tables)?;
+    // What the evaluations during the run route: the full sets, or `--eval-sample`'s rows.
+    let (train_sample, test_sample) =
+        (train_data.sample(config.eval_sample, config.seed), test_data.sample(config.eval_sample, config.seed));
+    let train_eval = train_sample.as_ref().unwrap_or(&train_data);
+    let test_eval = test_sample.as_ref().unwrap_or(&test_data);
     // After the frozen vectors (float32, shared with `embed`'s cache) are made.
     set_bf16(config.bf16);
     if !quiet && config.freeze_encoder {
@@ -183,6 +220,9 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
     bar.set_position(first_step as u64 - 1);
     let (top_k, last_k, negatives) = (config.top_k as i64, config.last_k as i64, config.negatives as i64);
     let mut step_time = 0.0;
+    let mut eval_time = 0.0;
+    // The sidecar of the best checkpoint this run saved (for the full evaluation after a sample).
+    let mut best_sidecar: Option<Sidecar> = None;
     let checkpoint_steps =
         if config.checkpoint_steps == 0 { config.eval_steps.max(1) } else { config.checkpoint_steps };
     for step in first_step..=config.steps {
@@ -249,7 +289,10 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
         log.step_seconds.push(started.elapsed().as_secs_f64());
 
         if step % config.eval_steps.max(1) == 0 || step == config.steps {
-            let evaluation = Evaluation { validation: evaluate(&train_data)?, test: evaluate(&test_data)? };
+            let evaluation_started = Instant::now();
+            let evaluation = Evaluation { validation: evaluate(train_eval)?, test: evaluate(test_eval)? };
+            let evaluation_seconds = evaluation_started.elapsed().as_secs_f64();
+            eval_time += evaluation_seconds;
             let validation_average = average(&evaluation.validation);
             log.evaluations.push((
                 step,
@@ -257,10 +300,12 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
                 evaluation.validation.clone(),
                 evaluation.test.clone(),
             ));
+            log.evaluation_seconds.push((step, evaluation_seconds));
             let line = format!(
-                "step {step}: loss {total:.4}, validation acc_predict {:.4}, test {:.4}",
+                "step {step}: loss {total:.4}, validation acc_predict {:.4}, test {:.4} ({evaluation_seconds:.1} s{})",
                 validation_average,
-                average(&evaluation.test)
+                average(&evaluation.test),
+                if train_sample.is_some() { " on the evaluation sample" } else { "" }
             );
             if !quiet {
                 bar.println(&line);
@@ -287,6 +332,7 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
                     costs: costs.clone(),
                 };
                 save_best(&store, &sidecar, &config.out.join("best"))?;
+                best_sidecar = Some(sidecar);
             }
         }
         if step % checkpoint_steps == 0 || step == config.steps {
@@ -294,12 +340,45 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
         }
     }
     bar.finish_and_clear();
+    // Chosen on the sample; measured on the full sets. A resumed run may have saved its best
+    // checkpoint before the interruption: its sidecar is read back.
+    let best_sidecar = best_sidecar.or_else(|| {
+        let bytes = std::fs::read(config.out.join("best.json")).ok()?;
+        serde_json::from_slice::<Sidecar>(&bytes).ok()
+    });
+    if train_sample.is_some()
+        && let Some(sidecar) = best_sidecar
+    {
+        let evaluation_started = Instant::now();
+        let best_path = config.out.join("best.safetensors");
+        store.load(&best_path).map_err(|source| Error::failed("Failed to reload the best checkpoint", source))?;
+        let evaluation = Evaluation { validation: evaluate(&train_data)?, test: evaluate(&test_data)? };
+        let sidecar = Sidecar {
+            validation: evaluation.validation.iter().map(|r| (r.0.clone(), r.2)).collect(),
+            validation_average: average(&evaluation.validation),
+            test: evaluation.test.iter().map(|r| (r.0.clone(), r.2)).collect(),
+            ..sidecar
+        };
+        save_best(&store, &sidecar, &config.out.join("best"))?;
+        let seconds = evaluation_started.elapsed().as_secs_f64();
+        eval_time += seconds;
+        let line = format!(
+            "step {} (best on the evaluation sample), full sets: validation acc_predict {:.4}, test {:.4} ({seconds:.1} s)",
+            sidecar.step,
+            sidecar.validation_average,
+            average(&evaluation.test)
+        );
+        if !quiet {
+            eprintln!("{line}");
+        }
+        log_lines.say(&line);
+    }
     let log_path = config.out.join("train_log.parquet");
     routerdc::io::write_parquet(&mut log.frame()?, &log_path)?;
     if !quiet {
         let per_step = if config.steps > 1 { step_time / (config.steps - 1) as f64 } else { f64::NAN };
         eprintln!(
-            "trained {} steps in {:.1} s ({per_step:.3} s/step after the first, evaluations excluded); \
+            "trained {} steps in {:.1} s ({per_step:.3} s/step after the first; evaluations {eval_time:.1} s of it); \
              best validation acc_predict {:.4}; wrote {} and {}",
             config.steps,
             started.elapsed().as_secs_f64(),
