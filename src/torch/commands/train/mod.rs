@@ -371,7 +371,7 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
         if !quiet {
             eprintln!("{line}");
         }
-        log_lines.say(&line);
+        best = Some(sidecar.validation_average);
     }
     let log_path = config.out.join("train_log.parquet");
     routerdc::io::write_parquet(&mut log.frame()?, &log_path)?;
@@ -379,10 +379,11 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
         let per_step = if config.steps > 1 { step_time / (config.steps - 1) as f64 } else { f64::NAN };
         eprintln!(
             "trained {} steps in {:.1} s ({per_step:.3} s/step after the first; evaluations {eval_time:.1} s of it); \
-             best validation acc_predict {:.4}; wrote {} and {}",
+             best validation acc_predict {:.4}{}; wrote {} and {}",
             config.steps,
             started.elapsed().as_secs_f64(),
             best.unwrap_or(f64::NAN),
+            if train_sample.is_some() { " (full sets)" } else { "" },
             config.out.join("best.safetensors").display(),
             log_path.display()
         );
