@@ -152,6 +152,39 @@ fn other_models() -> Value {
     json!([{"question": "q", "scores": {"llm-x": 1.0, "llm-y": 0.0, "llm-z": 0.0}}])
 }
 
+/// `report --checkpoint OUT/best.safetensors` on `tables` into `dir/report`: the router's two
+/// dataset rows, whose acc_predict must equal best.json's validation scores.
+fn report_matches_best_json(dir: &Path, tables: &str, out: &Path, sidecar: &Value) -> Vec<crate::util::CsvRow> {
+    let report_dir = dir.join("report");
+    let report = routerdc_with_env(
+        [
+            "report",
+            "--tables",
+            tables,
+            "--checkpoint",
+            &out.join("best.safetensors").display().to_string(),
+            "--out",
+            &report_dir.display().to_string(),
+        ],
+        &[],
+    );
+    ok(&report);
+    let rows: Vec<_> = read_csv(&report_dir.join("baselines.csv"))
+        .into_iter()
+        .filter(|r| r["router"] == "routerdc" && r["scope"] == "dataset")
+        .collect();
+    assert_eq!(rows.len(), 2, "{}", stdout(&report));
+    for row in &rows {
+        let dataset = &row["dataset"];
+        let expected = sidecar["validation"].as_array().unwrap().iter().find(|v| v[0] == json!(dataset)).unwrap()[1]
+            .as_f64()
+            .unwrap();
+        let got: f64 = row["acc_predict"].parse().unwrap();
+        assert!((got - expected).abs() < 1e-12, "{dataset}: report {got} vs best.json {expected}");
+    }
+    rows
+}
+
 #[test]
 fn an_evaluation_sample_chooses_the_step_and_best_json_holds_the_full_sets() {
     let Some((temp, tables_arg, encoder)) = topic_setup() else { return };
@@ -186,30 +219,8 @@ fn an_evaluation_sample_chooses_the_step_and_best_json_holds_the_full_sets() {
     }
     assert_eq!(sidecar["step"].as_i64(), best.map(|(step, _)| step), "{sidecar}");
     // ... and best.json's numbers are the checkpoint's on every row: `report` agrees.
-    let report_dir = temp.path().join("report");
-    let report = routerdc_with_env(
-        [
-            "report",
-            "--tables",
-            &tables_arg,
-            "--checkpoint",
-            &out.join("best.safetensors").display().to_string(),
-            "--out",
-            &report_dir.display().to_string(),
-        ],
-        &[],
-    );
-    ok(&report);
-    let rows = read_csv(&report_dir.join("baselines.csv"));
-    for row in rows.iter().filter(|r| r["router"] == "routerdc" && r["scope"] == "dataset") {
-        let dataset = &row["dataset"];
-        assert_eq!(row["n_queries"], "24");
-        let expected = sidecar["validation"].as_array().unwrap().iter().find(|v| v[0] == json!(dataset)).unwrap()[1]
-            .as_f64()
-            .unwrap();
-        let got: f64 = row["acc_predict"].parse().unwrap();
-        assert!((got - expected).abs() < 1e-12, "{dataset}: report {got} vs best.json {expected}");
-    }
+    let rows = report_matches_best_json(temp.path(), &tables_arg, &out, &sidecar);
+    assert!(rows.iter().all(|row| row["n_queries"] == "24"), "every row, not the sample");
 }
 
 #[test]
@@ -234,31 +245,7 @@ fn a_tiny_router_trains_routes_and_reports() {
     assert_eq!(sidecar["models"], json!(["llm-a", "llm-b", "llm-c"]));
 
     // `report --checkpoint` puts the router's rows beside the baselines, equal to best.json's.
-    let report_dir = temp.path().join("report");
-    let report = routerdc_with_env(
-        [
-            "report",
-            "--tables",
-            &tables_arg,
-            "--checkpoint",
-            &out.join("best.safetensors").display().to_string(),
-            "--out",
-            &report_dir.display().to_string(),
-        ],
-        &[],
-    );
-    ok(&report);
-    let rows = read_csv(&report_dir.join("baselines.csv"));
-    let router_rows: Vec<_> = rows.iter().filter(|r| r["router"] == "routerdc" && r["scope"] == "dataset").collect();
-    assert_eq!(router_rows.len(), 2, "{}", stdout(&report));
-    for row in router_rows {
-        let dataset = &row["dataset"];
-        let expected = sidecar["validation"].as_array().unwrap().iter().find(|v| v[0] == json!(dataset)).unwrap()[1]
-            .as_f64()
-            .unwrap();
-        let got: f64 = row["acc_predict"].parse().unwrap();
-        assert!((got - expected).abs() < 1e-12, "{dataset}: report {got} vs training {expected}");
-    }
+    report_matches_best_json(temp.path(), &tables_arg, &out, &sidecar);
 
     // A checkpoint used on tables of another model list: exit 2, both lists named.
     let other = temp.path().join("other");
