@@ -224,6 +224,60 @@ fn an_evaluation_sample_chooses_the_step_and_best_json_holds_the_full_sets() {
 }
 
 #[test]
+fn a_held_out_share_validates_and_best_json_names_its_rows() {
+    let Some((temp, tables_arg, encoder)) = topic_setup() else { return };
+    let out = temp.path().join("run");
+    ok(&train(
+        &tables_arg,
+        &out,
+        &encoder,
+        &with_small(&["--steps", "20", "--eval-steps", "5", "--validation-ratio", "0.25"]),
+    ));
+    let sidecar: Value = serde_json::from_slice(&std::fs::read(out.join("best.json")).unwrap()).unwrap();
+    let held_out = sidecar["held_out"].as_array().unwrap();
+    assert_eq!(held_out.len(), 2, "{sidecar}");
+    // The checkpoint's routes of the full tables, scored on the held-out rows alone, give
+    // best.json's validation numbers.
+    let routes = temp.path().join("routes");
+    let checkpoint = out.join("best.safetensors").display().to_string();
+    ok(&routerdc_with_env(
+        ["route", "--checkpoint", &checkpoint, "--tables", &tables_arg, "--out", routes.to_str().unwrap()],
+        &[],
+    ));
+    for loaded in routerdc::io::read_tables(Path::new(&tables_arg)).unwrap() {
+        let table = &loaded.table;
+        let entry = held_out.iter().find(|entry| entry[0] == json!(table.dataset)).unwrap();
+        let ids: Vec<&str> = entry[1].as_array().unwrap().iter().map(|id| id.as_str().unwrap()).collect();
+        assert_eq!(ids.len(), 6, "a quarter of 24 rows");
+        let routed = routerdc::io::read_parquet(&routes.join(format!("{}.parquet", table.dataset))).unwrap();
+        let query_ids: Vec<&str> =
+            routed.column("query_id").unwrap().str().unwrap().iter().map(Option::unwrap).collect();
+        let llms: Vec<&str> = routed.column("llm").unwrap().str().unwrap().iter().map(Option::unwrap).collect();
+        let mut credit = 0.0;
+        for id in &ids {
+            let row = table.query_ids.iter().position(|q| q == id).unwrap();
+            let llm = llms[query_ids.iter().position(|q| q == id).unwrap()];
+            let choice = table.models.iter().position(|m| m == llm).unwrap();
+            credit += table.kind.credit(table.score_row(row)[choice]);
+        }
+        let expected = sidecar["validation"].as_array().unwrap().iter().find(|v| v[0] == json!(table.dataset)).unwrap()
+            [1]
+        .as_f64()
+        .unwrap();
+        let got = credit / ids.len() as f64;
+        assert!((got - expected).abs() < 1e-12, "{}: held-out rows {got} vs best.json {expected}", table.dataset);
+    }
+    // The same seed holds out the same rows; a kNN router has no use for the ratio.
+    let again = temp.path().join("again");
+    ok(&train(&tables_arg, &again, &encoder, &with_small(&["--steps", "5", "--validation-ratio", "0.25"])));
+    let second: Value = serde_json::from_slice(&std::fs::read(again.join("best.json")).unwrap()).unwrap();
+    assert_eq!(second["held_out"], sidecar["held_out"]);
+    let knn = train(&tables_arg, &temp.path().join("knn"), &encoder, &["--router", "knn", "--validation-ratio", "0.2"]);
+    assert_eq!(knn.status.code(), Some(2), "{}", stderr(&knn));
+    assert!(stderr(&knn).contains("validation_ratio"), "{}", stderr(&knn));
+}
+
+#[test]
 fn a_tiny_router_trains_routes_and_reports() {
     let Some((temp, tables_arg, encoder)) = topic_setup() else { return };
     let out = temp.path().join("run");

@@ -167,11 +167,13 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = 20)]
     #[serde(default)]
     pub patience: usize,
-    /// MLP router: the share of each training table's rows held out (seeded) to choose the
-    /// epoch; 0 = keep the last epoch.
-    #[arg(long, default_value_t = 0.1)]
+    /// The share of each training table's rows held out (seeded; at least one row, never all)
+    /// for validation: not trained on, they choose the step (RouterDC) or the epoch (MLP).
+    /// Default: 0 for RouterDC (its training rows validate, the reference's way), 0.1 for MLP
+    /// (0: keep the last epoch).
+    #[arg(long)]
     #[serde(default)]
-    pub validation_ratio: f64,
+    pub validation_ratio: Option<f64>,
 }
 
 impl TrainConfig {
@@ -180,6 +182,14 @@ impl TrainConfig {
         self.learning_rate.unwrap_or(match self.router {
             RouterKind::Mlp => 1e-3,
             _ => 5e-5,
+        })
+    }
+
+    /// `--validation-ratio`, or the kind's default.
+    pub fn validation_ratio(&self) -> f64 {
+        self.validation_ratio.unwrap_or(match self.router {
+            RouterKind::Mlp => 0.1,
+            _ => 0.0,
         })
     }
 }
@@ -207,6 +217,22 @@ pub fn load_tables(config: &TrainConfig) -> Result<(Vec<LoadedTable>, Vec<Loaded
 }
 
 /// Check the tables and settings before any weight is loaded.
+/// `--validation-ratio`: a share below 1, for RouterDC and MLP routers (kNN and cluster routers
+/// choose their settings otherwise).
+pub fn check_validation_ratio(config: &TrainConfig) -> Result<()> {
+    let ratio = config.validation_ratio();
+    if !(0.0..1.0).contains(&ratio) {
+        return Err(Error::setting("validation_ratio", "must be at least 0 and below 1"));
+    }
+    if ratio > 0.0 && ![RouterKind::Routerdc, RouterKind::Mlp].contains(&config.router) {
+        return Err(Error::setting(
+            "validation_ratio",
+            "applies to RouterDC and MLP routers; kNN chooses k by leave-one-out, the cluster router has no setting to choose",
+        ));
+    }
+    Ok(())
+}
+
 pub fn check(config: &TrainConfig, train: &[LoadedTable], test: &[LoadedTable]) -> Result<()> {
     let models = train[0].table.n_models();
     let all: Vec<LoadedTable> = train.iter().chain(test).cloned().collect();

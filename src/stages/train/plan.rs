@@ -114,6 +114,31 @@ impl Plan {
     }
 }
 
+/// `--validation-ratio`: which rows of tables with `rows[t]` rows each are held out for
+/// validation (true) rather than trained on: `ratio` of each table's rows, rounded, at least one
+/// and never all (none of a table with fewer than two rows), drawn from `seed`. `None` when
+/// `ratio` is 0.
+pub fn holdout(rows: &[usize], ratio: f64, seed: u64) -> Option<Vec<Vec<bool>>> {
+    if ratio <= 0.0 {
+        return None;
+    }
+    let mut rng = routing::rng(seed);
+    Some(
+        rows.iter()
+            .map(|&count| {
+                let held = if count < 2 { 0 } else { ((ratio * count as f64).round() as usize).clamp(1, count - 1) };
+                let mut order: Vec<usize> = (0..count).collect();
+                shuffle(&mut order, &mut rng);
+                let mut mask = vec![false; count];
+                for &row in order.iter().take(held) {
+                    mask[row] = true;
+                }
+                mask
+            })
+            .collect(),
+    )
+}
+
 /// `--eval-sample n`: a fixed sample of about `n` of the rows of tables with `rows[t]` rows
 /// each, drawn from `seed`, as one keep-mask per table; `None` when `n` is 0 or reaches every
 /// row. Each table keeps its share of `n` (at least one row), so that every table's score is
@@ -179,5 +204,18 @@ mod tests {
         assert!(keep[0][..153].iter().any(|&k| !k), "a sample, not the first rows");
         assert_eq!(eval_sample(&rows, 0, 42), None);
         assert_eq!(eval_sample(&rows, 1307, 42), None);
+    }
+
+    #[test]
+    fn holdouts_take_the_ratio_of_each_table_never_all_of_it() {
+        let rows = [100, 10, 2];
+        let held = holdout(&rows, 0.1, 42).unwrap();
+        let counts: Vec<usize> = held.iter().map(|mask| mask.iter().filter(|&&h| h).count()).collect();
+        assert_eq!(counts, vec![10, 1, 1]);
+        assert_eq!(holdout(&rows, 0.1, 42).unwrap(), held);
+        assert_ne!(holdout(&rows, 0.1, 7).unwrap(), held);
+        assert_eq!(holdout(&[4], 0.9, 1).unwrap()[0].iter().filter(|&&h| h).count(), 3, "one row stays to train on");
+        assert_eq!(holdout(&rows, 0.0, 42), None);
+        assert_eq!(holdout(&[1, 0], 0.5, 42).unwrap(), vec![vec![false], vec![]]);
     }
 }

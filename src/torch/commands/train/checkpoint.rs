@@ -61,6 +61,9 @@ pub struct Sidecar {
     /// `route --cost-rate` charges.
     #[serde(default)]
     pub costs: Option<Vec<f64>>,
+    /// With `--validation-ratio`: per training table, the query ids held out for validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_out: Option<Vec<(String, Vec<String>)>>,
 }
 
 /// BLAKE3 of an encoder's files.

@@ -43,20 +43,9 @@ pub fn scores(mlp: &Mlp, embeddings: &Array2<f32>, loss: MlpLoss) -> Result<Arra
 /// The held-out rows: per table, `ratio` of its rows (rounded, at least one when `ratio > 0`,
 /// never all of them), drawn with the run's seed. Returns one flag per training row.
 fn held_out(tables: &[LoadedTable], ratio: f64, seed: u64) -> Vec<bool> {
-    let mut rng = routing::rng(seed);
-    let mut held = Vec::new();
-    for loaded in tables {
-        let n = loaded.table.n_queries();
-        let count = if ratio > 0.0 { ((ratio * n as f64).round() as usize).clamp(1, n.saturating_sub(1)) } else { 0 };
-        let mut order: Vec<usize> = (0..n).collect();
-        routing::shuffle(&mut order, &mut rng);
-        let mut flags = vec![false; n];
-        for &row in &order[..count.min(n)] {
-            flags[row] = true;
-        }
-        held.extend(flags);
-    }
-    held
+    let rows: Vec<usize> = tables.iter().map(|loaded| loaded.table.n_queries()).collect();
+    routerdc::stages::train::plan::holdout(&rows, ratio, seed)
+        .map_or_else(|| vec![false; rows.iter().sum()], |held| held.concat())
 }
 
 /// The best epoch so far, its held-out average and its weights.
@@ -73,9 +62,6 @@ pub fn mlp_router(
     started: Instant,
     quiet: bool,
 ) -> Result<()> {
-    if !(0.0..1.0).contains(&config.validation_ratio) {
-        return Err(Error::setting("validation_ratio", "must be at least 0 and below 1"));
-    }
     if config.epochs == 0 {
         return Err(Error::setting("epochs", "must be at least 1"));
     }
@@ -85,7 +71,7 @@ pub fn mlp_router(
             "`bce` needs targets in [0, 1], and a cost rate makes some negative: use `--loss mse`",
         ));
     }
-    let held = held_out(train_tables, config.validation_ratio, config.seed);
+    let held = held_out(train_tables, config.validation_ratio(), config.seed);
     let fit_rows: Vec<i64> = (0..held.len()).filter(|&row| !held[row]).map(|row| row as i64).collect();
     let held_rows: Vec<i64> = (0..held.len()).filter(|&row| held[row]).map(|row| row as i64).collect();
     // The held-out rows as tables of their own, for acc_predict per table.

@@ -3,9 +3,11 @@
 //!
 //! Data: every training query is tokenised once; each step takes the next `batch_size`
 //! examples of the shuffled epoch (tables cycled to `samples_per_table` queries) and
-//! pads them to the batch's longest query. Evaluation routes every query of the training
-//! tables (validation) and of the test tables; the checkpoint with the best validation
-//! average is kept as `best.safetensors` + `best.json` (never chosen by test scores).
+//! pads them to the batch's longest query. Evaluation routes every query of the validation
+//! tables (the rows `--validation-ratio` holds out of the training tables, else the training
+//! tables themselves) and of the test tables, or `--eval-sample`'s rows of them; the checkpoint
+//! with the best validation average is kept as `best.safetensors` + `best.json` (never chosen by
+//! test scores).
 
 // `loss = loss + term` on purpose: tch's `+=` adds in place, into the tensor that `llm_loss`
 // shares, whose value is logged on its own.
@@ -95,12 +97,36 @@ impl Data {
 
 pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
     // The kind's default learning rate, written out: best.json and last.json record the value.
-    let config = &TrainConfig { learning_rate: Some(config.learning_rate()), ..config.clone() };
+    let config = &TrainConfig {
+        learning_rate: Some(config.learning_rate()),
+        validation_ratio: Some(config.validation_ratio()),
+        ..config.clone()
+    };
+    train::check_validation_ratio(config)?;
     if config.router != train::RouterKind::Routerdc {
         return knn::run(config, quiet);
     }
     let (train_tables, test_tables) = train::load_tables(config)?;
     train::check(config, &train_tables, &test_tables)?;
+    // `--validation-ratio`: each training table split into the rows trained on and the rows held
+    // out to choose the step on (validation tables of the same names).
+    let rows: Vec<usize> = train_tables.iter().map(|loaded| loaded.table.n_queries()).collect();
+    let (train_tables, held_out_tables) = match train::plan::holdout(&rows, config.validation_ratio(), config.seed) {
+        None => (train_tables, None),
+        Some(held) => {
+            let split = |keep: bool| -> Vec<LoadedTable> {
+                train_tables
+                    .iter()
+                    .zip(&held)
+                    .map(|(loaded, held)| LoadedTable {
+                        path: loaded.path.clone(),
+                        table: loaded.table.select_rows(|row| held[row] != keep),
+                    })
+                    .collect()
+            };
+            (split(true), Some(split(false)))
+        }
+    };
     for loaded in train_tables.iter().chain(&test_tables) {
         stage_embed::check_texts(loaded)?;
     }
@@ -146,7 +172,8 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
     let started = Instant::now();
     // One pass over the training and test tables together: the encoder is loaded once.
     let mut frozen = if config.freeze_encoder {
-        let tables: Vec<LoadedTable> = train_tables.iter().chain(&test_tables).cloned().collect();
+        let tables: Vec<LoadedTable> =
+            train_tables.iter().chain(held_out_tables.iter().flatten()).chain(&test_tables).cloned().collect();
         let (vectors, dim, _, _) = embed::embed_tables(&tables, &embed_options, quiet)?;
         let tensors: Vec<Tensor> = vectors
             .into_iter()
@@ -165,11 +192,17 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
         Ok(Data { tables, ids, frozen })
     };
     let train_data = prepare(train_tables)?;
+    let held_out_data = held_out_tables.map(&mut prepare).transpose()?;
     let test_data = prepare(test_tables)?;
+    // Validation: the held-out rows, or the training rows themselves.
+    let validation_data = held_out_data.as_ref().unwrap_or(&train_data);
+    let held_out: Option<Vec<(String, Vec<String>)>> = held_out_data.as_ref().map(|data| {
+        data.tables.iter().map(|loaded| (loaded.table.dataset.clone(), loaded.table.query_ids.clone())).collect()
+    });
     // What the evaluations during the run route: the full sets, or `--eval-sample`'s rows.
-    let (train_sample, test_sample) =
-        (train_data.sample(config.eval_sample, config.seed), test_data.sample(config.eval_sample, config.seed));
-    let train_eval = train_sample.as_ref().unwrap_or(&train_data);
+    let (validation_sample, test_sample) =
+        (validation_data.sample(config.eval_sample, config.seed), test_data.sample(config.eval_sample, config.seed));
+    let validation_eval = validation_sample.as_ref().unwrap_or(validation_data);
     let test_eval = test_sample.as_ref().unwrap_or(&test_data);
     // After the frozen vectors (float32, shared with `embed`'s cache) are made.
     set_bf16(config.bf16);
@@ -290,7 +323,7 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
 
         if step % config.eval_steps.max(1) == 0 || step == config.steps {
             let evaluation_started = Instant::now();
-            let evaluation = Evaluation { validation: evaluate(train_eval)?, test: evaluate(test_eval)? };
+            let evaluation = Evaluation { validation: evaluate(validation_eval)?, test: evaluate(test_eval)? };
             let evaluation_seconds = evaluation_started.elapsed().as_secs_f64();
             eval_time += evaluation_seconds;
             let validation_average = average(&evaluation.validation);
@@ -305,7 +338,7 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
                 "step {step}: loss {total:.4}, validation acc_predict {:.4}, test {:.4} ({evaluation_seconds:.1} s{})",
                 validation_average,
                 average(&evaluation.test),
-                if train_sample.is_some() { " on the evaluation sample" } else { "" }
+                if validation_sample.is_some() { " on the evaluation sample" } else { "" }
             );
             if !quiet {
                 bar.println(&line);
@@ -330,6 +363,7 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
                     weights_blake3: None,
                     encoder_blake3: Some(encoder_hashes.clone()),
                     costs: costs.clone(),
+                    held_out: held_out.clone(),
                 };
                 save_best(&store, &sidecar, &config.out.join("best"))?;
                 best_sidecar = Some(sidecar);
@@ -346,13 +380,13 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
         let bytes = std::fs::read(config.out.join("best.json")).ok()?;
         serde_json::from_slice::<Sidecar>(&bytes).ok()
     });
-    if train_sample.is_some()
+    if validation_sample.is_some()
         && let Some(sidecar) = best_sidecar
     {
         let evaluation_started = Instant::now();
         let best_path = config.out.join("best.safetensors");
         store.load(&best_path).map_err(|source| Error::failed("Failed to reload the best checkpoint", source))?;
-        let evaluation = Evaluation { validation: evaluate(&train_data)?, test: evaluate(&test_data)? };
+        let evaluation = Evaluation { validation: evaluate(validation_data)?, test: evaluate(&test_data)? };
         let sidecar = Sidecar {
             validation: evaluation.validation.iter().map(|r| (r.0.clone(), r.2)).collect(),
             validation_average: average(&evaluation.validation),
@@ -383,7 +417,7 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
             config.steps,
             started.elapsed().as_secs_f64(),
             best.unwrap_or(f64::NAN),
-            if train_sample.is_some() { " (full sets)" } else { "" },
+            if validation_sample.is_some() { " (full sets)" } else { "" },
             config.out.join("best.safetensors").display(),
             log_path.display()
         );
