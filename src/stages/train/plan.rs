@@ -122,21 +122,8 @@ pub fn holdout(rows: &[usize], ratio: f64, seed: u64) -> Option<Vec<Vec<bool>>> 
     if ratio <= 0.0 {
         return None;
     }
-    let mut rng = routing::rng(seed);
-    Some(
-        rows.iter()
-            .map(|&count| {
-                let held = if count < 2 { 0 } else { ((ratio * count as f64).round() as usize).clamp(1, count - 1) };
-                let mut order: Vec<usize> = (0..count).collect();
-                shuffle(&mut order, &mut rng);
-                let mut mask = vec![false; count];
-                for &row in order.iter().take(held) {
-                    mask[row] = true;
-                }
-                mask
-            })
-            .collect(),
-    )
+    let held = |count: usize| if count < 2 { 0 } else { ((ratio * count as f64).round() as usize).clamp(1, count - 1) };
+    Some(pick_rows(rows, &mut routing::rng(seed), held))
 }
 
 /// `--eval-sample n`: a fixed sample of about `n` of the rows of tables with `rows[t]` rows
@@ -148,22 +135,24 @@ pub fn eval_sample(rows: &[usize], n: usize, seed: u64) -> Option<Vec<Vec<bool>>
     if n == 0 || n >= total {
         return None;
     }
+    let share = |count: usize| ((n as f64 * count as f64 / total as f64).round() as usize).clamp(1, count.max(1));
     // Its own stream: the sample does not depend on, or move, the training draws.
-    let mut rng = routing::rng(seed ^ 0x6576_616c_5f73_616d);
-    Some(
-        rows.iter()
-            .map(|&count| {
-                let share = ((n as f64 * count as f64 / total as f64).round() as usize).clamp(1, count.max(1));
-                let mut order: Vec<usize> = (0..count).collect();
-                shuffle(&mut order, &mut rng);
-                let mut keep = vec![false; count];
-                for &row in order.iter().take(share) {
-                    keep[row] = true;
-                }
-                keep
-            })
-            .collect(),
-    )
+    Some(pick_rows(rows, &mut routing::rng(seed ^ 0x6576_616c_5f73_616d), share))
+}
+
+/// Per table of `rows[t]` rows, `how_many(rows[t])` of them drawn without replacement, as a mask.
+fn pick_rows(rows: &[usize], rng: &mut Rng, how_many: impl Fn(usize) -> usize) -> Vec<Vec<bool>> {
+    rows.iter()
+        .map(|&count| {
+            let mut order: Vec<usize> = (0..count).collect();
+            shuffle(&mut order, rng);
+            let mut mask = vec![false; count];
+            for &row in order.iter().take(how_many(count)) {
+                mask[row] = true;
+            }
+            mask
+        })
+        .collect()
 }
 
 #[cfg(test)]
