@@ -14,6 +14,7 @@ use crate::stages::ingest::IngestConfig;
 use crate::stages::report::ReportConfig;
 use crate::stages::route::RouteConfig;
 use crate::stages::train::TrainConfig;
+use crate::stages::tune::TuneConfig;
 
 /// routerdc: LLM evaluation outputs → scored tables → RouterDC router → reports.
 #[derive(Debug, Parser)]
@@ -44,6 +45,10 @@ pub enum Command {
     Cluster(ClusterConfig),
     /// Train the RouterDC router (docs/method.md, "Model", "Losses") on scored tables; keeps the best checkpoint by validation.
     Train(TrainConfig),
+    /// Search RouterDC's settings on a grid (`--try-learning-rate 0.005,0.05`, ...): a `train`
+    /// run per setting, chosen on held-out validation rows; writes `trials.parquet` and keeps the
+    /// winner as `best.*`.
+    Tune(TuneConfig),
     /// Route queries (stdin lines, JSON lines or tables) with a trained checkpoint.
     Route(RouteConfig),
     /// Serve a trained router over HTTP: OpenAI-compatible routing, proxying and metrics

@@ -88,6 +88,7 @@ fn main() -> ExitCode {
             Command::Embed(config) => torch::commands::embed::run_embed(&config, quiet),
             Command::Cluster(config) => torch::commands::cluster::run_cluster(&config, quiet),
             Command::Train(config) => torch::commands::train::run_train(&config, quiet),
+            Command::Tune(config) => torch::commands::tune::run_tune(&config, quiet),
             Command::Route(config) => torch::commands::route::run_route(&config, quiet),
             Command::Serve(config) => torch::commands::serve::run_serve(&config, quiet),
             Command::Doctor => {

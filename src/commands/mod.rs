@@ -19,7 +19,9 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Export(config) => run_export(&config, quiet),
         Command::Report(config) => run_report(&config, quiet),
         Command::Calibrate(config) => run_calibrate(&config, quiet),
-        Command::Embed(_) | Command::Cluster(_) | Command::Train(_) | Command::Route(_) => run_torch_helper(),
+        Command::Embed(_) | Command::Cluster(_) | Command::Train(_) | Command::Tune(_) | Command::Route(_) => {
+            run_torch_helper()
+        }
         Command::Serve(_) => exec_torch_helper(),
         Command::Run(config) => run_pipeline(&config, quiet),
         Command::Data { command: DataCommand::Fetch(config) } => run_fetch(&config, quiet),

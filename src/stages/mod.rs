@@ -9,3 +9,4 @@ pub mod ingest;
 pub mod report;
 pub mod route;
 pub mod train;
+pub mod tune;

@@ -278,6 +278,71 @@ fn a_held_out_share_validates_and_best_json_names_its_rows() {
 }
 
 #[test]
+fn tune_tries_the_grid_logs_every_trial_and_keeps_the_validation_winner() {
+    let Some((temp, tables_arg, encoder)) = topic_setup() else { return };
+    let out = temp.path().join("tune");
+    let out_arg = out.display().to_string();
+    let mut args = vec!["tune", "--train", &tables_arg, "--out", &out_arg, "--encoder", &encoder];
+    args.extend(with_small(&[
+        "--freeze-encoder",
+        "--steps",
+        "10",
+        "--eval-steps",
+        "5",
+        "--try-learning-rate",
+        "0.005,0.05",
+        "--try-temperature",
+        "1,0.1",
+    ]));
+    let run = routerdc_with_env(args, &[]);
+    ok(&run);
+    assert!(stderr(&run).contains("tried 4 settings"), "{}", stderr(&run));
+    let trials = routerdc::io::read_parquet(&out.join("trials.parquet")).unwrap();
+    assert_eq!(trials.height(), 4);
+    let rates: Vec<f64> = trials.column("learning_rate").unwrap().f64().unwrap().into_no_null_iter().collect();
+    let taus: Vec<f64> = trials.column("temperature").unwrap().f64().unwrap().into_no_null_iter().collect();
+    assert_eq!(rates, vec![0.005, 0.005, 0.05, 0.05]);
+    assert_eq!(taus, vec![1.0, 0.1, 1.0, 0.1]);
+    // Each row is its trial's best.json; the kept checkpoint is the first best on validation,
+    // its weights and step those of that trial.
+    let validation: Vec<f64> =
+        trials.column("validation_average").unwrap().f64().unwrap().into_no_null_iter().collect();
+    let mut winner = 0;
+    for (index, value) in validation.iter().enumerate() {
+        let sidecar: Value =
+            serde_json::from_slice(&std::fs::read(out.join(format!("trial-{:03}/best.json", index + 1))).unwrap())
+                .unwrap();
+        assert_eq!(sidecar["validation_average"].as_f64().unwrap(), *value);
+        assert_eq!(sidecar["settings"]["validation_ratio"], json!(0.1), "tune validates on held-out rows");
+        if *value > validation[winner] {
+            winner = index;
+        }
+    }
+    let kept: Value = serde_json::from_slice(&std::fs::read(out.join("best.json")).unwrap()).unwrap();
+    assert_eq!(kept["validation_average"].as_f64().unwrap(), validation[winner]);
+    assert_eq!(kept["settings"]["learning_rate"], json!(rates[winner]));
+    assert_eq!(
+        std::fs::read(out.join("best.safetensors")).unwrap(),
+        std::fs::read(out.join(format!("trial-{:03}/best.safetensors", winner + 1))).unwrap()
+    );
+    // The kept pair is a checkpoint `route` loads (its weight hash checked).
+    let routes = temp.path().join("routes");
+    ok(&routerdc_with_env(
+        [
+            "route",
+            "--checkpoint",
+            &out.join("best.safetensors").display().to_string(),
+            "--tables",
+            &tables_arg,
+            "--out",
+            routes.to_str().unwrap(),
+        ],
+        &[],
+    ));
+    assert!(routes.join("mmlu_train.parquet").is_file());
+}
+
+#[test]
 fn a_tiny_router_trains_routes_and_reports() {
     let Some((temp, tables_arg, encoder)) = topic_setup() else { return };
     let out = temp.path().join("run");

@@ -6,3 +6,4 @@ pub mod embed;
 pub mod route;
 pub mod serve;
 pub mod train;
+pub mod tune;

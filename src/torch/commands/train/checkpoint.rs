@@ -183,6 +183,25 @@ pub fn save_best(store: &nn::VarStore, sidecar: &Sidecar, base: &Path) -> Result
     )
 }
 
+/// Copy the checkpoint pair `from` (`<from>.safetensors` + `<from>.json`) to `to`, written as a
+/// checkpoint is saved (the pair is never half-written), its sidecar's weight hash checked.
+pub fn copy_best(from: &Path, to: &Path) -> Result<()> {
+    let sidecar_path = from.with_extension("json");
+    let sidecar: Sidecar = serde_json::from_slice(&routerdc::io::read_bytes(&sidecar_path)?)
+        .map_err(|error| Error::bad_file(&sidecar_path, "not a checkpoint's sidecar", "", Some(error.into())))?;
+    let weights =
+        weights_of_pair(&from.with_extension("safetensors"), sidecar.weights_blake3.as_deref(), &sidecar_path)?;
+    let json_path = to.with_extension("json");
+    save_pair(
+        to,
+        |partial| std::fs::copy(&weights, partial).map(drop).map_err(tch::TchError::from),
+        |hash| {
+            let sidecar = Sidecar { weights_blake3: Some(hash), ..sidecar.clone() };
+            serde_json::to_string_pretty(&sidecar).map_err(Error::serialize(json_path.display().to_string()))
+        },
+    )
+}
+
 /// A router loaded from `best.safetensors` + `best.json`.
 pub struct LoadedRouter {
     pub sidecar: Sidecar,
