@@ -176,11 +176,13 @@ fn run(
 mod tests {
     use super::*;
 
-    /// Scores each text by its length; records the batch sizes it saw.
+    /// Scores each text by its length; records the batch sizes it saw. Each batch takes `pause`;
+    /// the first one waits for `gate`, when there is one, before it starts.
     struct Lengths {
         info: RouterInfo,
         batches: Arc<Mutex<Vec<usize>>>,
         pause: Duration,
+        gate: Option<std::sync::mpsc::Receiver<()>>,
     }
 
     impl Decide for Lengths {
@@ -188,6 +190,9 @@ mod tests {
             &self.info
         }
         fn scores(&mut self, texts: &[&str]) -> crate::Result<Vec<Vec<f64>>> {
+            if let Some(gate) = self.gate.take() {
+                let _ = gate.recv();
+            }
             std::thread::sleep(self.pause);
             self.batches.lock().unwrap().push(texts.len());
             Ok(texts.iter().map(|text| vec![text.len() as f64, 0.0]).collect())
@@ -196,7 +201,7 @@ mod tests {
 
     fn lengths(pause: Duration) -> (Box<dyn Decide>, Arc<Mutex<Vec<usize>>>) {
         let batches = Arc::new(Mutex::new(Vec::new()));
-        (Box::new(Lengths { info: info(), batches: batches.clone(), pause }), batches)
+        (Box::new(Lengths { info: info(), batches: batches.clone(), pause, gate: None }), batches)
     }
 
     fn info() -> RouterInfo {
@@ -211,11 +216,15 @@ mod tests {
 
     #[test]
     fn waiting_texts_share_a_batch_and_each_gets_its_own_scores() {
-        let (decider, batches) = lengths(Duration::from_millis(50));
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let (open, gate) = std::sync::mpsc::channel();
+        let decider = Lengths { info: info(), batches: batches.clone(), pause: Duration::ZERO, gate: Some(gate) };
         let settings = BatchSettings { max_size: 8, max_wait_us: 0, queue: 64 };
-        let (batcher, worker) = Batcher::start(decider, Arc::new(info()), &settings, |_| {});
-        // The first text occupies the thread for 50 ms; the next 10 wait and go in batches of ≤ 8.
+        let (batcher, worker) = Batcher::start(Box::new(decider), Arc::new(info()), &settings, |_| {});
+        // The first batch holds the thread until every text is in; the others wait and go in
+        // batches of ≤ 8 (whatever the machine's load, so the test cannot race).
         let receivers: Vec<_> = (0..11).map(|n| batcher.submit("x".repeat(n + 1)).unwrap()).collect();
+        open.send(()).unwrap();
         for (n, receiver) in receivers.into_iter().enumerate() {
             let (scores, _) = receiver.blocking_recv().unwrap().unwrap();
             assert_eq!(scores, vec![(n + 1) as f64, 0.0]);
