@@ -103,9 +103,15 @@ impl Encoder {
 
     /// Runs the Linear layers in `precision` from now on (see [`Network::quantize_to`]).
     pub fn quantize(&mut self, precision: Quantize) -> Result<()> {
-        if precision != self.quantize {
-            self.network.quantize_to(precision, self.store.device())?;
-            self.quantize = precision;
+        match (self.quantize, precision) {
+            (current, wanted) if current == wanted => {}
+            (Quantize::None, wanted) => {
+                self.network.quantize_to(wanted, self.store.device())?;
+                self.quantize = wanted;
+            }
+            (_, _) => {
+                return Err(Error::setting("quantize", "an int8 encoder cannot go back to float32: load it again"));
+            }
         }
         Ok(())
     }
