@@ -71,7 +71,7 @@ pub struct EncoderOptions {
 
 impl EncoderOptions {
     /// The token cap of a forward pass (0: none). On 2 cores, 4,096 tokens embedded the paper's
-    /// 5,935 training queries 15% faster than 64 rows alone in int8, 5-8% in float32
+    /// 5,935 training queries 14% faster than 64 rows alone in int8, 5% in float32
     /// (BENCHMARKS.md, "embed").
     pub fn batch_tokens(&self) -> usize {
         self.batch_tokens.unwrap_or(match self.quantize {
