@@ -114,17 +114,20 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
     let (train_tables, held_out_tables) = match train::plan::holdout(&rows, config.validation_ratio(), config.seed) {
         None => (train_tables, None),
         Some(held) => {
-            let split = |keep: bool| -> Vec<LoadedTable> {
+            // The rows with `held[row] == held_out`; a table too small to give up a row has no
+            // validation part.
+            let part = |held_out: bool| -> Vec<LoadedTable> {
                 train_tables
                     .iter()
                     .zip(&held)
                     .map(|(loaded, held)| LoadedTable {
                         path: loaded.path.clone(),
-                        table: loaded.table.select_rows(|row| held[row] != keep),
+                        table: loaded.table.select_rows(|row| held[row] == held_out),
                     })
+                    .filter(|loaded| !held_out || loaded.table.n_queries() > 0)
                     .collect()
             };
-            (split(true), Some(split(false)))
+            (part(false), Some(part(true)))
         }
     };
     for loaded in train_tables.iter().chain(&test_tables) {
