@@ -7,7 +7,7 @@ use routerdc::error::{Error, Result};
 use routerdc::stages::train::{RouterKind, TrainConfig};
 use routerdc::stages::tune::{self, Outcome, TuneConfig};
 
-use super::train::checkpoint::{Sidecar, copy_best};
+use super::train::checkpoint::{copy_best, read_sidecar};
 
 pub fn run_tune(config: &TuneConfig, quiet: bool) -> Result<()> {
     if config.train.router != RouterKind::Routerdc {
@@ -28,9 +28,7 @@ pub fn run_tune(config: &TuneConfig, quiet: bool) -> Result<()> {
         let dir = out.join(format!("trial-{:03}", index + 1));
         let trial_started = Instant::now();
         super::train::run_train(&trial.apply(&base, dir.clone()), quiet)?;
-        let sidecar_path = dir.join("best.json");
-        let sidecar: Sidecar = serde_json::from_slice(&routerdc::io::read_bytes(&sidecar_path)?)
-            .map_err(|error| Error::bad_file(&sidecar_path, "not a checkpoint's sidecar", "", Some(error.into())))?;
+        let sidecar = read_sidecar(&dir.join("best.json"))?;
         let test_average = if sidecar.test.is_empty() {
             f64::NAN
         } else {

@@ -183,12 +183,23 @@ pub fn save_best(store: &nn::VarStore, sidecar: &Sidecar, base: &Path) -> Result
     )
 }
 
+/// A checkpoint's sidecar (`best.json`).
+pub fn read_sidecar(path: &Path) -> Result<Sidecar> {
+    serde_json::from_slice(&routerdc::io::read_bytes(path)?).map_err(|error| {
+        Error::bad_file(
+            path,
+            "not a checkpoint's sidecar",
+            "a checkpoint is `best.safetensors` with its `best.json`",
+            Some(error.into()),
+        )
+    })
+}
+
 /// Copy the checkpoint pair `from` (`<from>.safetensors` + `<from>.json`) to `to`, written as a
 /// checkpoint is saved (the pair is never half-written), its sidecar's weight hash checked.
 pub fn copy_best(from: &Path, to: &Path) -> Result<()> {
     let sidecar_path = from.with_extension("json");
-    let sidecar: Sidecar = serde_json::from_slice(&routerdc::io::read_bytes(&sidecar_path)?)
-        .map_err(|error| Error::bad_file(&sidecar_path, "not a checkpoint's sidecar", "", Some(error.into())))?;
+    let sidecar = read_sidecar(&sidecar_path)?;
     let weights =
         weights_of_pair(&from.with_extension("safetensors"), sidecar.weights_blake3.as_deref(), &sidecar_path)?;
     let json_path = to.with_extension("json");
@@ -214,15 +225,7 @@ pub struct LoadedRouter {
 
 pub fn load_router(checkpoint: &Path, device: Device) -> Result<LoadedRouter> {
     let sidecar_path = checkpoint.with_extension("json");
-    let sidecar: Sidecar = serde_json::from_slice(&routerdc::io::read_bytes(&sidecar_path)?).map_err(|error| {
-        Error::bad_file(
-            &sidecar_path,
-            "not a checkpoint's sidecar",
-            "a checkpoint is `best.safetensors` with its `best.json`",
-            Some(error.into()),
-        )
-    })?;
-    let mut sidecar = sidecar;
+    let mut sidecar = read_sidecar(&sidecar_path)?;
     let files = find_encoder(&sidecar, &sidecar_path)?;
     // Consumers (a frozen router's embedding cache) read the encoder from where it is now.
     sidecar.encoder_dir = files.dir.clone();

@@ -68,27 +68,29 @@ impl Data {
     fn sample(&self, n: usize, seed: u64) -> Option<Data> {
         let rows: Vec<usize> = self.tables.iter().map(|loaded| loaded.table.n_queries()).collect();
         let keep = train::plan::eval_sample(&rows, n, seed)?;
-        let kept = |t: usize| -> Vec<i64> { (0..rows[t]).filter(|&r| keep[t][r]).map(|r| r as i64).collect() };
+        // The kept row numbers of each table.
+        let kept: Vec<Vec<i64>> =
+            keep.iter().map(|mask| (0..mask.len()).filter(|&r| mask[r]).map(|r| r as i64).collect()).collect();
         Some(Data {
             tables: self
                 .tables
                 .iter()
-                .enumerate()
-                .map(|(t, loaded)| LoadedTable {
+                .zip(&keep)
+                .map(|(loaded, mask)| LoadedTable {
                     path: loaded.path.clone(),
-                    table: loaded.table.select_rows(|row| keep[t][row]),
+                    table: loaded.table.select_rows(|row| mask[row]),
                 })
                 .collect(),
             ids: self
                 .ids
                 .iter()
-                .enumerate()
-                .map(|(t, ids)| kept(t).into_iter().map(|r| ids[r as usize].clone()).collect())
+                .zip(&kept)
+                .map(|(ids, rows)| rows.iter().map(|&r| ids[r as usize].clone()).collect())
                 .collect(),
             frozen: self.frozen.as_ref().map(|all| {
                 all.iter()
-                    .enumerate()
-                    .map(|(t, h)| h.index_select(0, &Tensor::from_slice(&kept(t)).to(h.device())))
+                    .zip(&kept)
+                    .map(|(h, rows)| h.index_select(0, &Tensor::from_slice(rows).to(h.device())))
                     .collect()
             }),
         })
@@ -379,10 +381,7 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
     bar.finish_and_clear();
     // Chosen on the sample; measured on the full sets. A resumed run may have saved its best
     // checkpoint before the interruption: its sidecar is read back.
-    let best_sidecar = best_sidecar.or_else(|| {
-        let bytes = std::fs::read(config.out.join("best.json")).ok()?;
-        serde_json::from_slice::<Sidecar>(&bytes).ok()
-    });
+    let best_sidecar = best_sidecar.or_else(|| checkpoint::read_sidecar(&config.out.join("best.json")).ok());
     if validation_sample.is_some()
         && let Some(sidecar) = best_sidecar
     {
