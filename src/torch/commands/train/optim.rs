@@ -62,11 +62,17 @@ impl AdamW {
                 if !g.defined() {
                     continue;
                 }
+                // In place, in the order of torch's single-tensor AdamW (lerp_, addcmul_,
+                // addcdiv_): three temporaries instead of eight, which for MiniLM's word
+                // embeddings (47 MB) are each a fresh mmap, page-faulted in at every step.
                 let _ = p.g_mul_scalar_(1.0 - lr * self.weight_decay);
-                let _ = m.g_mul_scalar_(b1).g_add_(&(&g * (1.0 - b1)));
-                let _ = v.g_mul_scalar_(b2).g_add_(&(&g * &g * (1.0 - b2)));
-                let denom = v.sqrt() / correction2_sqrt + self.eps;
-                let _ = p.g_sub_(&(&*m / &denom * (lr / correction1)));
+                let _ = m.lerp_(&g, 1.0 - b1);
+                let _ = v.g_mul_scalar_(b2).addcmul_(&g, &g.g_mul_scalar(1.0 - b2));
+                let mut denom = v.sqrt();
+                let _ = denom.g_div_scalar_(correction2_sqrt).g_add_scalar_(self.eps);
+                let mut update = &*m / &denom;
+                let _ = update.g_mul_scalar_(lr / correction1);
+                let _ = p.g_sub_(&update);
             }
         });
     }
