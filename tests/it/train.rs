@@ -978,3 +978,40 @@ fn knn_cluster_and_mlp_routers_train_route_report_and_refuse_bad_files() {
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert!(stderr(&refused).contains("not the one the router was trained with"), "{}", stderr(&refused));
 }
+
+#[test]
+fn a_batch_encoded_in_passes_trains_as_one_pass() {
+    let Some((temp, tables, shared)) = topic_setup() else { return };
+    // The tiny encoder without dropout: the passes then compute the one-pass h exactly, up to
+    // float rounding, and the losses must follow (gradients included, through later steps).
+    let encoder = temp.path().join("encoder");
+    std::fs::create_dir(&encoder).unwrap();
+    for entry in std::fs::read_dir(&shared).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, encoder.join(path.file_name().unwrap())).unwrap();
+    }
+    let mut config: Value = serde_json::from_slice(&std::fs::read(encoder.join("config.json")).unwrap()).unwrap();
+    config["hidden_dropout_prob"] = json!(0.0);
+    config["attention_probs_dropout_prob"] = json!(0.0);
+    std::fs::write(encoder.join("config.json"), config.to_string()).unwrap();
+    let encoder = encoder.display().to_string();
+    let losses = |tokens: &str| {
+        let out = temp.path().join(format!("run-{tokens}"));
+        let run = train(
+            &tables,
+            &out,
+            &encoder,
+            &with_small(&["--steps", "4", "--eval-steps", "4", "--batch-tokens", tokens]),
+        );
+        ok(&run);
+        logged_losses(&out)
+    };
+    // 0: each batch of 12 in one pass, padded to its longest query; 20: a pass per query.
+    let (one, passes) = (losses("0"), losses("20"));
+    assert_eq!(one.len(), 4);
+    for (step, (a, b)) in one.iter().zip(&passes).enumerate() {
+        assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "step {}: one pass {a}, passes {b}", step + 1);
+    }
+    // The weights move between steps, so the later steps' equality checks the gradients too.
+    assert!(one.windows(2).any(|w| (w[0] - w[1]).abs() > 1e-4), "{one:?}");
+}

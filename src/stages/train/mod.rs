@@ -36,6 +36,13 @@ pub enum RouterKind {
     Mlp,
 }
 
+/// `--batch-tokens`' default (BENCHMARKS.md, "train").
+pub const DEFAULT_BATCH_TOKENS: usize = 1024;
+
+fn default_batch_tokens() -> usize {
+    DEFAULT_BATCH_TOKENS
+}
+
 /// Settings of `routerdc train` (defaults: the reference implementation's).
 #[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,6 +131,13 @@ pub struct TrainConfig {
     /// into batches, then shuffle those batches (less padding; batches mix fewer tasks). 0 = off.
     #[arg(long, default_value_t = 0)]
     pub length_buckets: usize,
+    /// Encode each training batch in passes of at most this many padded tokens: its queries
+    /// sorted by length, each pass padded to its own longest query, so one long query no longer
+    /// pads the whole batch. The losses still see the whole batch at once (the encoder reads
+    /// each query alone). 0 = one pass per batch.
+    #[arg(long, default_value_t = DEFAULT_BATCH_TOKENS)]
+    #[serde(default = "default_batch_tokens")]
+    pub batch_tokens: usize,
     /// Save `last.safetensors` + `last.json` (weights, optimizer state, log) every this many
     /// steps (0 = at evaluations); an interrupted run loses at most the steps since then.
     #[arg(long, default_value_t = 0)]

@@ -13,6 +13,7 @@
 
 use tch::{Kind, Tensor, nn};
 
+use routerdc::hf::tokenize::length_passes;
 use routerdc::hf::{EncoderConfig, Pooling};
 use routerdc::routing::{LlmChoice, PairChoice, Similarity};
 
@@ -40,23 +41,22 @@ impl Router {
         self.backbone.embed(ids, mask, Pooling::First, train)
     }
 
-    /// h for every query of `ids`, without gradients: length-sorted batches, eval mode; rows
-    /// in the order of `ids`.
+    /// h for every query of `ids`, without gradients, eval mode; rows in the order of `ids`. The
+    /// queries go through in length-sorted passes of at most `batch_size` that pad at most a
+    /// quarter more tokens than they hold ([`length_passes`]): a few queries of mixed lengths (an
+    /// evaluation sample's share of a table) are not all padded to the longest.
     pub fn encode_all(&self, ids: &[Vec<u32>], batch_size: usize, pad: i64, device: tch::Device) -> Tensor {
-        let mut order: Vec<usize> = (0..ids.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
-        let mut parts = Vec::new();
-        for chunk in order.chunks(batch_size.max(1)) {
-            let batch: Vec<&[u32]> = chunk.iter().map(|&i| ids[i].as_slice()).collect();
-            let (input, mask) = pad_batch(&batch, pad, device);
-            parts.push(tch::no_grad(|| self.encode(&input, &mask, false)));
-        }
-        let sorted = Tensor::cat(&parts, 0);
-        let mut inverse = vec![0i64; ids.len()];
-        for (position, &row) in order.iter().enumerate() {
-            inverse[row] = position as i64;
-        }
-        sorted.index_select(0, &Tensor::from_slice(&inverse).to(device))
+        let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
+        let passes = length_passes(&lengths, batch_size);
+        let parts: Vec<Tensor> = passes
+            .iter()
+            .map(|pass| {
+                let batch: Vec<&[u32]> = pass.iter().map(|&i| ids[i].as_slice()).collect();
+                let (input, mask) = pad_batch(&batch, pad, device);
+                tch::no_grad(|| self.encode(&input, &mask, false))
+            })
+            .collect();
+        unsort(&Tensor::cat(&parts, 0), &passes.concat())
     }
 
     /// route(x) = argmax_t s_t(x) for every row of h (the first LLM on ties).
@@ -73,6 +73,15 @@ impl Router {
         };
         similarity / self.temperature
     }
+}
+
+/// The rows of `sorted` (row i is query `order[i]`'s) back in query order; differentiable.
+pub fn unsort(sorted: &Tensor, order: &[usize]) -> Tensor {
+    let mut position = vec![0i64; order.len()];
+    for (sorted_row, &row) in order.iter().enumerate() {
+        position[row] = sorted_row as i64;
+    }
+    sorted.index_select(0, &Tensor::from_slice(&position).to(sorted.device()))
 }
 
 /// cos(a_i, b_j) for every pair, `[A, B]`.

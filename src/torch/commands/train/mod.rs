@@ -37,7 +37,7 @@ use self::optim::AdamW;
 use super::embed;
 use crate::torch::model::layers::set_bf16;
 use crate::torch::model::network::{load_weights, pad_batch};
-use crate::torch::model::router::{Router, orthogonality_loss, sample_llm_loss, sample_sample_loss};
+use crate::torch::model::router::{Router, orthogonality_loss, sample_llm_loss, sample_sample_loss, unsort};
 
 /// One evaluation: per table (dataset, acc, acc_predict).
 struct Evaluation {
@@ -54,6 +54,31 @@ fn tokenise(tables: &[LoadedTable], tokenizer: &TextTokenizer) -> Result<Vec<Vec
             tokenizer.encode(&texts)
         })
         .collect()
+}
+
+/// h of a training batch, with gradients, rows in the batch's order: the queries sorted longest
+/// first and encoded in passes of at most `max_tokens` padded tokens (`--batch-tokens`; 0 = one
+/// pass), each padded to its own longest query. The encoder reads each query alone (the mask
+/// keeps padding out of attention), so the passes give the one-pass h; a batch of short queries
+/// with one long one no longer pads them all to its length.
+fn encode_batch(router: &Router, ids: &[&[u32]], max_tokens: usize, pad: i64, device: tch::Device) -> Tensor {
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
+    let lengths: Vec<usize> = ids.iter().map(|ids| ids.len()).collect();
+    let passes = stage_embed::batches(&order, &lengths, ids.len(), max_tokens);
+    if passes.len() == 1 {
+        let (input, mask) = pad_batch(ids, pad, device);
+        return router.encode(&input, &mask, true);
+    }
+    let parts: Vec<Tensor> = passes
+        .iter()
+        .map(|pass| {
+            let pass_ids: Vec<&[u32]> = pass.iter().map(|&i| ids[i]).collect();
+            let (input, mask) = pad_batch(&pass_ids, pad, device);
+            router.encode(&input, &mask, true)
+        })
+        .collect();
+    unsort(&Tensor::cat(&parts, 0), &order)
 }
 
 struct Data {
@@ -277,8 +302,7 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
             }
             None => {
                 let ids: Vec<&[u32]> = batch.iter().map(|e| train_data.ids[e.table][e.row].as_slice()).collect();
-                let (input, mask) = pad_batch(&ids, pad, device);
-                router.encode(&input, &mask, true)
+                encode_batch(&router, &ids, config.batch_tokens, pad, device)
             }
         };
         let logits = router.logits(&h);
