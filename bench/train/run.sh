@@ -3,8 +3,9 @@
 # five in-distribution test tables of split2_model7), default encoder, this machine's cores.
 #   1. quality: `routerdc train` (frozen encoder, 1000 steps, batch 64, the reference's losses)
 #      then `report --checkpoint`: per-dataset acc_predict on the test tables, ID average.
-#   2. step time: `routerdc train` with the encoder trained (dynamic padding, tokenised once)
-#      against bench/train/reference_loop.py (padded to 512, tokenised per step), same batch.
+#   2. step time: `routerdc train` with the encoder trained (tokenised once; each batch in one pass
+#      padded to its longest query, then in passes of at most 1024 padded tokens) against
+#      bench/train/reference_loop.py (padded to 512, tokenised per step), same batch.
 # Usage: ROUTERDC_DATA=../shared/routerdc-data bench/train/run.sh [STEPS_FOR_TIMING] [BATCH]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -29,6 +30,14 @@ echo "wall: $(echo "$(date +%s.%N) - $start" | bc) s"
   | grep -E "^\| (dataset|---|group|.*routerdc|.*best_single|.*oracle)" || true
 
 echo "== 2. step time, encoder trained, batch $batch, $timing_steps steps each"
-"$bin" train --train "$work/train" --out "$work/steps" --steps "$((timing_steps + 1))" --batch-size "$batch" \
-  --eval-steps 100000 2>&1 | grep trained
+# The same random batches, each in one pass padded to its longest query, then in passes of at
+# most 1024 padded tokens (the default); then length-bucketed batches in such passes. A held-out
+# tenth validates, so the one evaluation (at the last step) is short.
+for options in "--batch-tokens 0" "--batch-tokens 1024" "--batch-tokens 1024 --length-buckets 8"; do
+  echo "$options"
+  # shellcheck disable=SC2086 # the options are words
+  "$bin" train --train "$work/train" --out "$work/steps" --steps "$((timing_steps + 1))" --batch-size "$batch" \
+    --eval-steps 100000 --validation-ratio 0.1 $options 2>&1 | grep trained
+  rm -rf "$work/steps"
+done
 "$python" bench/train/reference_loop.py "$encoder" "$ROUTERDC_DATA" "$timing_steps" "$batch" "$(nproc)" 2>&1 | grep reference

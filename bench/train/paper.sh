@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The paper's training with the encoder trained, end to end on this machine (issue 18):
+#   1. `routerdc train`, the reference's settings (1000 steps, batch 64, AdamW 5e-5, τ = 1,
+#      top_k = last_k = 3, cluster loss), default encoder, random batches as the reference draws
+#      them; the step chosen on a held-out tenth of the training rows (`--validation-ratio 0.1`,
+#      never on test), evaluated every 100 steps on `--eval-sample 500`, the chosen step on the
+#      full sets at the end. Wall time, s/step, evaluation seconds.
+#   2. the frozen-encoder router on the same tables (lr 0.05, τ 0.1: `routerdc tune`'s choice,
+#      BENCHMARKS.md), chosen the same way.
+#   3. `report --checkpoint` for both on the test rows of split2_model7 (5 in-distribution tables, 2
+#      out of it), beside task_best, the best single LLM and the oracle, with the bootstrap verdict.
+#   4. the step time of bench/train/reference_loop.py (HF + PyTorch, padded to 512), same batch.
+# Usage: ROUTERDC_DATA=../shared/routerdc-data bench/train/paper.sh [STEPS] [REFERENCE_STEPS]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+source bench/common.sh
+work="${BENCH_DIR:-/tmp/routerdc-bench-paper}"
+steps="${1:-1000}"
+reference_steps="${2:-3}"
+rm -rf "$work" && mkdir -p "$work"
+"$bin" --quiet import --out "$work/train" "$ROUTERDC_DATA"/split2_model7_cluster/*.json
+d="$ROUTERDC_DATA/split2_model7"
+"$bin" --quiet import --default-split test --out "$work/test" "$d/mmlu_test.json" "$d/gsm8k-test.json" \
+  "$d/cmmlu_test.json" "$d/arc_challenge_test.json" "$d/humaneval_test.json" "$d/MATH_prealgebra.json" "$d/mbpp.json"
+echo "machine: $(nproc) cores; encoder: $encoder; $(date -u +%FT%TZ)"
+common=(--train "$work/train" --test "$work/test" --steps "$steps" --batch-size 64 --top-k 3 --last-k 3
+  --cluster-weight 1 --validation-ratio 0.1 --eval-steps 100)
+
+echo "== 1. encoder trained, lr 5e-5, τ 1, $steps steps"
+start=$(date +%s.%N)
+"$bin" train "${common[@]}" --out "$work/trained" --learning-rate 5e-5 --temperature 1 --eval-sample 500 \
+  2> >(tee "$work/trained.log" | grep --line-buffered -E "^step|trained" >&2)
+echo "wall: $(echo "$(date +%s.%N) - $start" | bc) s"
+
+echo "== 2. frozen encoder, lr 0.05, τ 0.1, $steps steps"
+start=$(date +%s.%N)
+"$bin" train "${common[@]}" --out "$work/frozen" --freeze-encoder --learning-rate 0.05 --temperature 0.1 2>&1 \
+  | grep -E "encoded|trained"
+echo "wall: $(echo "$(date +%s.%N) - $start" | bc) s"
+
+echo "== 3. test tables"
+# All of split2_model7 (training tables too: task_best picks each task's LLM on them), test rows.
+paper_tables "$work/report-tables"
+"$bin" --quiet report --tables "$work/report-tables/tables" --split test --out "$work/report" \
+  --checkpoint "trained=$work/trained/best.safetensors" --checkpoint "frozen=$work/frozen/best.safetensors" \
+  --group id=mmlu_test,gsm8k-test,cmmlu_test,arc_challenge_test,humaneval_test --group ood=MATH_prealgebra,mbpp >/dev/null
+sed -n '/## Verdict/,/## acc (%)/p' "$work/report/report.md" | grep '^|'
+grep -E '^group,(id|ood),(trained|frozen|best_single|task_best|oracle),' "$work/report/baselines.csv" | cut -d, -f2,3,4,7,8,9
+
+echo "== 4. reference-style loop, $reference_steps steps after a warm-up"
+"$python" bench/train/reference_loop.py "$encoder" "$ROUTERDC_DATA" "$reference_steps" 64 "$(nproc)" 2>&1 | grep reference
