@@ -116,6 +116,17 @@ fn topic_setup() -> Option<(tempfile::TempDir, String, String)> {
     Some((temp, tables, encoder))
 }
 
+/// A copy of the encoder folder `shared` in `dir/encoder`, for a test that changes its files.
+fn copy_encoder(shared: &str, dir: &Path) -> PathBuf {
+    let copy = dir.join("encoder");
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(shared).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
+    }
+    copy
+}
+
 /// `routerdc train --train TABLES --out OUT --encoder ENCODER`, then `extra`.
 fn train(tables: &str, out: &Path, encoder: &str, extra: &[&str]) -> Output {
     let out = out.display().to_string();
@@ -621,13 +632,7 @@ fn checkpoint_pairs_are_read_as_one_unit() {
 fn a_checkpoint_finds_its_encoder_elsewhere_and_refuses_another() {
     let Some((temp, tables, shared)) = topic_setup() else { return };
     // A copy of the tiny encoder, whose tokenizer this test changes.
-    let copy = temp.path().join("encoder");
-    std::fs::create_dir(&copy).unwrap();
-    for entry in std::fs::read_dir(&shared).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
-    }
-    let encoder = copy.display().to_string();
+    let encoder = copy_encoder(&shared, temp.path()).display().to_string();
     let out = temp.path().join("run");
     ok(&train(&tables, &out, &encoder, &with_small(&["--steps", "1", "--eval-steps", "1"])));
     let best = out.join("best.safetensors");
@@ -984,12 +989,7 @@ fn a_batch_encoded_in_passes_trains_as_one_pass() {
     let Some((temp, tables, shared)) = topic_setup() else { return };
     // The tiny encoder without dropout: the passes then compute the one-pass h exactly, up to
     // float rounding, and the losses must follow (gradients included, through later steps).
-    let encoder = temp.path().join("encoder");
-    std::fs::create_dir(&encoder).unwrap();
-    for entry in std::fs::read_dir(&shared).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, encoder.join(path.file_name().unwrap())).unwrap();
-    }
+    let encoder = copy_encoder(&shared, temp.path());
     let mut config: Value = serde_json::from_slice(&std::fs::read(encoder.join("config.json")).unwrap()).unwrap();
     config["hidden_dropout_prob"] = json!(0.0);
     config["attention_probs_dropout_prob"] = json!(0.0);
