@@ -987,27 +987,26 @@ fn knn_cluster_and_mlp_routers_train_route_report_and_refuse_bad_files() {
 #[test]
 fn a_batch_encoded_in_passes_trains_as_one_pass() {
     let Some((temp, tables, shared)) = topic_setup() else { return };
-    // The tiny encoder without dropout: the passes then compute the one-pass h exactly, up to
-    // float rounding, and the losses must follow (gradients included, through later steps).
+    // 4 steps of batches of 12 with `--batch-tokens` 0 (one pass, padded to the batch's longest
+    // query) or 20 (a pass per query).
+    let losses = |encoder: &str, tokens: &str, name: &str| {
+        let out = temp.path().join(format!("run-{name}-{tokens}"));
+        let extra = ["--steps", "4", "--eval-steps", "4", "--batch-tokens", tokens];
+        ok(&train(&tables, &out, encoder, &with_small(&extra)));
+        logged_losses(&out)
+    };
+    // With the tiny encoder's own dropout the passes draw other masks than one pass, so the
+    // losses differ: `--batch-tokens` reaches the trainer.
+    assert_ne!(losses(&shared, "0", "dropout"), losses(&shared, "20", "dropout"), "--batch-tokens changed nothing");
+    // Without dropout the passes compute the one-pass h, up to float rounding, and the losses
+    // must follow (gradients included, through the later steps).
     let encoder = copy_encoder(&shared, temp.path());
     let mut config: Value = serde_json::from_slice(&std::fs::read(encoder.join("config.json")).unwrap()).unwrap();
     config["hidden_dropout_prob"] = json!(0.0);
     config["attention_probs_dropout_prob"] = json!(0.0);
     std::fs::write(encoder.join("config.json"), config.to_string()).unwrap();
     let encoder = encoder.display().to_string();
-    let losses = |tokens: &str| {
-        let out = temp.path().join(format!("run-{tokens}"));
-        let run = train(
-            &tables,
-            &out,
-            &encoder,
-            &with_small(&["--steps", "4", "--eval-steps", "4", "--batch-tokens", tokens]),
-        );
-        ok(&run);
-        logged_losses(&out)
-    };
-    // 0: each batch of 12 in one pass, padded to its longest query; 20: a pass per query.
-    let (one, passes) = (losses("0"), losses("20"));
+    let (one, passes) = (losses(&encoder, "0", "plain"), losses(&encoder, "20", "plain"));
     assert_eq!(one.len(), 4);
     for (step, (a, b)) in one.iter().zip(&passes).enumerate() {
         assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "step {}: one pass {a}, passes {b}", step + 1);

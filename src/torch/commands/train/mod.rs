@@ -67,6 +67,7 @@ fn encode_batch(router: &Router, ids: &[&[u32]], max_tokens: usize, pad: i64, de
     let lengths: Vec<usize> = ids.iter().map(|ids| ids.len()).collect();
     let passes = stage_embed::batches(&order, &lengths, ids.len(), max_tokens);
     if passes.len() == 1 {
+        // In the batch's own order, so `--batch-tokens 0` computes what one pass always did.
         let (input, mask) = pad_batch(ids, pad, device);
         return router.encode(&input, &mask, true);
     }
