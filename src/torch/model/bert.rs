@@ -78,7 +78,7 @@ impl Bert {
         if let Some(types) = &self.token_type_embeddings {
             embedded += types.forward(&ids.zeros_like());
         }
-        let mut hidden = self.layer_norm.forward(&embedded).dropout(self.hidden_dropout, train);
+        let mut hidden = super::layers::dropout(&self.layer_norm.forward(&embedded), self.hidden_dropout, train);
         // Keys that are padding get no weight; a batch without padding needs no mask (and then
         // runs libtorch's fused attention, as HF's sdpa does for it).
         let padded = tch::no_grad(|| mask.eq(0).any()).int64_value(&[]) != 0;

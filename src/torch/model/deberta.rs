@@ -17,7 +17,7 @@ use tch::{Kind, Tensor, nn, nn::Module};
 use routerdc::hf::EncoderConfig;
 use routerdc::hf::config::RelativeAttention;
 
-use super::layers::{Attention, Dense, FeedForward};
+use super::layers::{Attention, Dense, FeedForward, dropout};
 
 #[derive(Debug)]
 pub struct Deberta {
@@ -130,7 +130,7 @@ impl Deberta {
             embedded = super::layers::linear(projection, &embedded);
         }
         let tokens = mask.to_kind(Kind::Float).unsqueeze(-1);
-        let mut hidden = (self.layer_norm.forward(&embedded) * &tokens).dropout(self.hidden_dropout, train);
+        let mut hidden = dropout(&(self.layer_norm.forward(&embedded) * &tokens), self.hidden_dropout, train);
 
         // Padding keys are masked. (HF masks padding queries too; their rows are never read,
         // and masking only keys keeps every row finite for the fused kernel.)
@@ -156,7 +156,7 @@ impl Deberta {
             let mut bias = Tensor::zeros([1, 1, 1, 1], (Kind::Float, device));
             if let Some((relative, table, positions)) = &relative {
                 // Each layer drops out its own copy of the table (HF's `pos_dropout`).
-                let table = table.dropout(self.hidden_dropout, train);
+                let table = dropout(table, self.hidden_dropout, train);
                 bias = bias
                     + disentangled_bias(attention, separate.as_ref(), relative, &table, positions, (&q, &k), scale);
             }

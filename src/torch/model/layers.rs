@@ -1,11 +1,13 @@
 //! The pieces BERT and DeBERTa share: multi-head attention with a residual LayerNorm, and the
 //! feed-forward block. Names follow HF's modules so that `VarStore` keys equal checkpoint keys.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use tch::{Kind, Tensor, nn, nn::Module};
+use rand_xoshiro::rand_core::RngCore;
+use tch::{Device, Kind, Tensor, nn, nn::Module};
 
 use routerdc::hf::EncoderConfig;
+use routerdc::routing::rng;
 
 use super::int8::Int8Linear;
 
@@ -19,6 +21,46 @@ pub fn set_bf16(enabled: bool) {
 
 fn bf16() -> bool {
     BF16.load(Ordering::Relaxed)
+}
+
+/// The seed of this step's dropout masks, and how many masks the step has drawn so far.
+static DROPOUT_SEED: AtomicU64 = AtomicU64::new(0);
+static DROPOUT_DRAWS: AtomicU64 = AtomicU64::new(0);
+
+/// Dropout masks drawn from here on depend on `seed` and on their order alone (a training run
+/// calls this once per step, so a resumed run draws what the uninterrupted one did).
+pub fn seed_dropout(seed: u64) {
+    DROPOUT_SEED.store(seed, Ordering::Relaxed);
+    DROPOUT_DRAWS.store(0, Ordering::Relaxed);
+}
+
+/// Inverted dropout, `x · m / (1 − p)` with `m ~ Bernoulli(1 − p)`, in training only.
+///
+/// Why not libtorch's `dropout` on the CPU: its Bernoulli draws run serially through the mt19937
+/// generator on processors other than Intel's (`bernoulli_scalar_kernel` keeps the parallel MKL
+/// path for Intel), and the other core waits meanwhile; profiled on this 2-core AMD machine it
+/// was ~7% of the CPU time of a fine-tuning step, twice that in wall time. Here one xoshiro256++
+/// stream per mask (seeded by [`seed_dropout`] and the mask's index) gives two draws per 64-bit
+/// word, the scale folded into the mask, and the product is one multiplication that autograd
+/// differentiates as usual. Other devices keep libtorch's kernel.
+pub fn dropout(x: &Tensor, p: f64, train: bool) -> Tensor {
+    if !train || p <= 0.0 || x.device() != Device::Cpu || x.kind() != Kind::Float {
+        return x.dropout(p, train);
+    }
+    let draw = DROPOUT_DRAWS.fetch_add(1, Ordering::Relaxed);
+    let seed = DROPOUT_SEED.load(Ordering::Relaxed);
+    let mut generator = rng::rng(seed ^ draw.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    // A draw below `threshold` (of 2³²) drops its element: probability p to within 2⁻³².
+    let threshold = (p.min(1.0) * 4_294_967_296.0).round() as u64;
+    let keep = if p >= 1.0 { 0.0 } else { (1.0 / (1.0 - p)) as f32 };
+    let mut mask = vec![0f32; x.numel()];
+    for pair in mask.chunks_mut(2) {
+        let word = generator.next_u64();
+        for (value, bits) in pair.iter_mut().zip([word & 0xFFFF_FFFF, word >> 32]) {
+            *value = if bits >= threshold { keep } else { 0.0 };
+        }
+    }
+    x * Tensor::from_slice(&mask).view(x.size().as_slice())
 }
 
 /// A Linear layer whose weights are trained in float32 and may be packed for the int8 kernel
@@ -143,7 +185,11 @@ impl Attention {
     ) -> Tensor {
         let (batch, length, size) = hidden.size3().expect("hidden states are [B, L, H]");
         let dropout = if train { self.dropout } else { 0.0 };
-        let context = if bf16() {
+        let context = if dropout > 0.0 && q.device() == Device::Cpu && !bf16() {
+            // Training on the CPU: libtorch's attention would take its math path here anyway (its
+            // fused CPU kernel has no dropout); written out so that [`dropout`] draws the mask.
+            attention_with_dropout((q, k, v), mask, scale, dropout)
+        } else if bf16() {
             let half = |t: &Tensor| t.to_kind(Kind::BFloat16);
             let mask = mask.map(|mask| if mask.kind() == Kind::Bool { mask.shallow_clone() } else { half(mask) });
             Tensor::scaled_dot_product_attention(
@@ -161,9 +207,27 @@ impl Attention {
             Tensor::scaled_dot_product_attention(q, k, v, mask, dropout, false, scale, false)
         };
         let context = context.transpose(1, 2).reshape([batch, length, size]);
-        let projected = linear(&self.output, &context).dropout(self.hidden_dropout, train);
+        let projected = self::dropout(&linear(&self.output, &context), self.hidden_dropout, train);
         self.layer_norm.forward(&(projected + hidden))
     }
+}
+
+/// `dropout(softmax(q kᵀ · scale + mask)) v`, libtorch's math path of scaled-dot-product
+/// attention; `mask` as [`Attention::attend`] takes it, `scale` 1/√d_h unless given.
+fn attention_with_dropout(
+    (q, k, v): (&Tensor, &Tensor, &Tensor),
+    mask: Option<&Tensor>,
+    scale: Option<f64>,
+    p: f64,
+) -> Tensor {
+    let scale = scale.unwrap_or(1.0 / (q.size()[3] as f64).sqrt());
+    let scores = q.matmul(&k.transpose(-2, -1)) * scale;
+    let scores = match mask {
+        Some(mask) if mask.kind() == Kind::Bool => scores.masked_fill(&mask.logical_not(), f64::NEG_INFINITY),
+        Some(bias) => scores + bias,
+        None => scores,
+    };
+    dropout(&scores.softmax(-1, Kind::Float), p, true).matmul(v)
 }
 
 /// `LN(a + W₂ · gelu(W₁ a))`.
@@ -194,7 +258,7 @@ impl FeedForward {
 
     pub fn forward(&self, attended: &Tensor, train: bool) -> Tensor {
         let inner = linear(&self.intermediate, attended).gelu("none");
-        let out = linear(&self.output, &inner).dropout(self.hidden_dropout, train);
+        let out = dropout(&linear(&self.output, &inner), self.hidden_dropout, train);
         self.layer_norm.forward(&(out + attended))
     }
 }
@@ -202,4 +266,53 @@ impl FeedForward {
 /// The keys a query may attend to, `[B, 1, 1, L]` boolean, from a `[B, L]` mask (1 = token).
 pub fn key_mask(mask: &Tensor) -> Tensor {
     mask.to_kind(Kind::Bool).unsqueeze(1).unsqueeze(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::{Device, Kind, Tensor};
+
+    use super::{attention_with_dropout, dropout, seed_dropout};
+
+    #[test]
+    fn dropout_drops_p_and_scales_the_rest_the_same_for_a_seed() {
+        let x = Tensor::ones([1000, 1000], (Kind::Float, Device::Cpu));
+        seed_dropout(7);
+        let first = dropout(&x, 0.1, true);
+        let second = dropout(&x, 0.1, true);
+        let dropped = f64::try_from(first.eq(0.0).to_kind(Kind::Float).mean(Kind::Float)).unwrap();
+        assert!((dropped - 0.1).abs() < 0.002, "dropped {dropped} of the elements, not 0.1");
+        let kept = first.masked_select(&first.ne(0.0));
+        let (low, high) = (f64::try_from(kept.min()).unwrap(), f64::try_from(kept.max()).unwrap());
+        assert!((low - 1.0 / 0.9).abs() < 1e-6 && (high - 1.0 / 0.9).abs() < 1e-6, "kept {low}..{high}");
+        assert!(!first.equal(&second), "two masks of a step were the same");
+        seed_dropout(7);
+        assert!(dropout(&x, 0.1, true).equal(&first), "the seed did not fix the mask");
+        assert!(dropout(&x, 0.1, false).equal(&x), "evaluation dropped something");
+        // The gradient flows through the kept elements, scaled as they were.
+        let leaf = x.copy().set_requires_grad(true);
+        seed_dropout(7);
+        dropout(&leaf, 0.1, true).sum(Kind::Float).backward();
+        assert!(leaf.grad().equal(&first));
+    }
+
+    #[test]
+    fn attention_written_out_equals_libtorchs_without_dropout() {
+        tch::manual_seed(3);
+        let shape = [2, 4, 5, 8];
+        let (q, k, v) = (
+            Tensor::randn(shape, (Kind::Float, Device::Cpu)),
+            Tensor::randn(shape, (Kind::Float, Device::Cpu)),
+            Tensor::randn(shape, (Kind::Float, Device::Cpu)),
+        );
+        let keys = Tensor::from_slice(&[1i64, 1, 1, 0, 0, 1, 1, 1, 1, 1]).view([2, 5]);
+        let boolean = super::key_mask(&keys);
+        let bias = Tensor::randn([2, 4, 5, 5], (Kind::Float, Device::Cpu));
+        for (mask, scale) in [(None, None), (Some(&boolean), None), (Some(&bias), Some(0.2))] {
+            let ours = attention_with_dropout((&q, &k, &v), mask, scale, 0.0);
+            let theirs = Tensor::scaled_dot_product_attention(&q, &k, &v, mask, 0.0, false, scale, false);
+            let worst = f64::try_from((ours - theirs).abs().max()).unwrap();
+            assert!(worst < 1e-5, "differs by {worst}");
+        }
+    }
 }

@@ -35,7 +35,7 @@ use routerdc::table::LoadedTable;
 use self::checkpoint::{LastState, Sidecar, load_last, save_best, save_last};
 use self::optim::AdamW;
 use super::embed;
-use crate::torch::model::layers::set_bf16;
+use crate::torch::model::layers::{seed_dropout, set_bf16};
 use crate::torch::model::network::{load_weights, pad_batch};
 use crate::torch::model::router::{Router, orthogonality_loss, sample_llm_loss, sample_sample_loss, unsort};
 
@@ -293,6 +293,7 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
         let step_started = Instant::now();
         // Dropout draws depend on the step alone, so a resumed run draws what the uninterrupted one did.
         tch::manual_seed((config.seed as i64).wrapping_mul(1_000_003).wrapping_add(step as i64));
+        seed_dropout(config.seed.wrapping_mul(1_000_003).wrapping_add(step as u64));
         let train::plan::Batch { rows, cluster_pairs, task_pairs } = plan.next(config, &examples);
         let batch: Vec<&Example> = rows.iter().map(|&i| &examples[i]).collect();
 
