@@ -23,12 +23,11 @@ d="$ROUTERDC_DATA/split2_model7"
 "$bin" --quiet import --default-split test --out "$work/test" "$d/mmlu_test.json" "$d/gsm8k-test.json" \
   "$d/cmmlu_test.json" "$d/arc_challenge_test.json" "$d/humaneval_test.json" "$d/MATH_prealgebra.json" "$d/mbpp.json"
 echo "machine: $(nproc) cores; encoder: $encoder; $(date -u +%FT%TZ)"
-common=(--train "$work/train" --test "$work/test" --steps "$steps" --batch-size 64 --top-k 3 --last-k 3
-  --cluster-weight 1 --validation-ratio 0.1 --eval-steps 100)
+common=(--train "$work/train" --test "$work/test" --steps "$steps" "${paper_settings[@]}")
 
 echo "== 1. encoder trained, lr 5e-5, τ 1, $steps steps"
 start=$(date +%s.%N)
-"$bin" train "${common[@]}" --out "$work/trained" --learning-rate 5e-5 --temperature 1 --eval-sample 500 \
+"$bin" train "${common[@]}" "${paper_trained[@]}" --out "$work/trained" \
   2> >(tee "$work/trained.log" | grep --line-buffered -E "^step|trained" >&2)
 echo "wall: $(echo "$(date +%s.%N) - $start" | bc) s"
 
