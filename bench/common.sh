@@ -29,7 +29,6 @@ bin_torch="${bin}-torch"
 
 # The paper's training settings (bench/train/paper.sh and buckets.sh): batch 64, top_k = last_k = 3,
 # cluster loss, the step chosen on a held-out tenth of the training rows, evaluated every 100 steps;
-# with the encoder trained also AdamW 5e-5, τ 1 and evaluations on a sample of 500 (paper_train: both).
+# with the encoder trained also AdamW 5e-5, τ 1 and evaluations on a sample of 500.
 paper_settings=(--batch-size 64 --top-k 3 --last-k 3 --cluster-weight 1 --validation-ratio 0.1 --eval-steps 100)
 paper_trained=(--learning-rate 5e-5 --temperature 1 --eval-sample 500)
-paper_train=("${paper_settings[@]}" "${paper_trained[@]}")

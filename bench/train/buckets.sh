@@ -22,7 +22,7 @@ echo "machine: $(nproc) cores; encoder: $encoder; $(date -u +%FT%TZ)"
 
 echo "== encoder trained, --length-buckets $buckets, $steps steps"
 start=$(date +%s.%N)
-"$bin" train "${paper_train[@]}" --train "$work/train" --test "$work/test" --steps "$steps" --out "$out" \
+"$bin" train "${paper_settings[@]}" "${paper_trained[@]}" --train "$work/train" --test "$work/test" --steps "$steps" --out "$out" \
   --length-buckets "$buckets" 2> >(tee "$work/trained-b$buckets.log" | grep --line-buffered -E "^step|trained" >&2)
 echo "wall: $(echo "$(date +%s.%N) - $start" | bc) s"
 echo "random batches (paper.sh): $(grep -E '^trained' "$work/trained.log")"

@@ -292,8 +292,9 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
     for step in first_step..=config.steps {
         let step_started = Instant::now();
         // Dropout draws depend on the step alone, so a resumed run draws what the uninterrupted one did.
-        tch::manual_seed((config.seed as i64).wrapping_mul(1_000_003).wrapping_add(step as i64));
-        seed_dropout(config.seed.wrapping_mul(1_000_003).wrapping_add(step as u64));
+        let step_seed = config.seed.wrapping_mul(1_000_003).wrapping_add(step as u64);
+        tch::manual_seed(step_seed as i64);
+        seed_dropout(step_seed);
         let train::plan::Batch { rows, cluster_pairs, task_pairs } = plan.next(config, &examples);
         let batch: Vec<&Example> = rows.iter().map(|&i| &examples[i]).collect();
 
