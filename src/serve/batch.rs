@@ -149,7 +149,10 @@ fn run(
                 continue;
             }
         };
+        // Counted out before anyone hears back, so a client that has its answer sees a depth
+        // without its own text.
         let count = jobs.len();
+        depth.fetch_sub(count, Ordering::Relaxed);
         match result {
             Ok(scores) if scores.len() == count => {
                 for (job, scores) in jobs.into_iter().zip(scores) {
@@ -168,7 +171,6 @@ fn run(
                 }
             }
         }
-        depth.fetch_sub(count, Ordering::Relaxed);
     }
 }
 
