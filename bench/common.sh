@@ -27,6 +27,21 @@ paper_tables() {
 }
 bin_torch="${bin}-torch"
 
+# training_texts WORK: the paper's 5,935 training queries (split2_model7's *train* tables) imported
+# into WORK/tables, and their texts in table order as a JSON list in WORK/texts.json.
+training_texts() {
+  "$bin" --quiet import --out "$1/tables" "$ROUTERDC_DATA"/split2_model7/*train*.json
+  "$pyarrow_python" - "$1" <<'PY'
+import json, os, sys, pandas as pd
+work = sys.argv[1]
+texts = []
+for name in sorted(os.listdir(f"{work}/tables")):
+    texts += pd.read_parquet(f"{work}/tables/{name}")["text"].tolist()
+json.dump(texts, open(f"{work}/texts.json", "w"))
+print(f"{len(texts)} queries, {len(set(texts))} distinct")
+PY
+}
+
 # The paper's training settings (bench/train/paper.sh and buckets.sh): batch 64, top_k = last_k = 3,
 # cluster loss, the step chosen on a held-out tenth of the training rows, evaluated every 100 steps;
 # with the encoder trained also AdamW 5e-5, τ 1 and evaluations on a sample of 500.

@@ -12,16 +12,7 @@ source bench/common.sh
 work="${BENCH_DIR:-/tmp/routerdc-bench-embed}"
 threads="$(nproc)"
 rm -rf "$work" && mkdir -p "$work"
-"$bin" --quiet import --out "$work/tables" "$ROUTERDC_DATA"/split2_model7/*train*.json
-"$pyarrow_python" - "$work" <<'PY'
-import json, os, sys, pandas as pd
-work = sys.argv[1]
-texts = []
-for name in sorted(os.listdir(f"{work}/tables")):
-    texts += pd.read_parquet(f"{work}/tables/{name}")["text"].tolist()
-json.dump(texts, open(f"{work}/texts.json", "w"))
-print(f"{len(texts)} queries, {len(set(texts))} distinct")
-PY
+training_texts "$work"
 echo "machine: $(nproc) cores; encoder: $encoder"
 for run in 1 2 3; do
   for quantize in none int8; do
