@@ -20,7 +20,7 @@ import time
 import warnings
 
 import torch
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 warnings.filterwarnings("ignore")
 encoder, texts_path = sys.argv[1:3]
@@ -73,7 +73,7 @@ def load(engine=None):
     return model
 
 
-layers = load().config.num_hidden_layers
+layers = AutoConfig.from_pretrained(encoder).num_hidden_layers
 share = (layers - 1 + 2 / 12) / layers
 f32_total, f32_linear = timed(load())
 print(f"{len(texts)} queries, batch {batch}, {threads} threads")
