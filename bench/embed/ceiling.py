@@ -20,9 +20,12 @@ import time
 import warnings
 
 import torch
+import transformers
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+# quantize_dynamic's deprecation warnings and the weight-loading bars, not errors: those still show.
 warnings.filterwarnings("ignore")
+transformers.utils.logging.disable_progress_bar()
 encoder, texts_path = sys.argv[1:3]
 batch = int(sys.argv[3]) if len(sys.argv) > 3 else 64
 max_length = int(sys.argv[4]) if len(sys.argv) > 4 else 512

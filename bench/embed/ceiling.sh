@@ -9,4 +9,4 @@ work="${BENCH_DIR:-/tmp/routerdc-bench-ceiling}"
 rm -rf "$work" && mkdir -p "$work"
 training_texts "$work"
 echo "machine: $(nproc) cores; encoder: $encoder; $(date -u +%FT%TZ)"
-"$python" bench/embed/ceiling.py "$encoder" "$work/texts.json" 64 512 "$(nproc)" 2>/dev/null
+"$python" bench/embed/ceiling.py "$encoder" "$work/texts.json" 64 512 "$(nproc)"
