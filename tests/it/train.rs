@@ -1014,3 +1014,37 @@ fn a_batch_encoded_in_passes_trains_as_one_pass() {
     // The weights move between steps, so the later steps' equality checks the gradients too.
     assert!(one.windows(2).any(|w| (w[0] - w[1]).abs() > 1e-4), "{one:?}");
 }
+
+#[test]
+fn workers_share_a_steps_passes_and_train_as_one_thread_does() {
+    let Some((temp, tables, encoder)) = topic_setup() else { return };
+    // A pass per query (`--batch-tokens 20`), dropout on, an evaluation every 2 steps: one pass
+    // at a time on this thread, or the passes shared out between 2 or 3 workers.
+    let run = |workers: &str, name: &str| {
+        let out = temp.path().join(format!("run-{name}"));
+        let extra = ["--steps", "6", "--eval-steps", "2", "--batch-tokens", "20", "--workers", workers];
+        ok(&train(&tables, &out, &encoder, &with_small(&extra)));
+        let log = routerdc::io::read_parquet(&out.join("train_log.parquet")).unwrap();
+        let validation: Vec<f64> = log.column("val_average").unwrap().f64().unwrap().iter().flatten().collect();
+        (logged_losses(&out), validation)
+    };
+    let (here, here_validation) = run("1", "one");
+    assert_eq!(here.len(), 6);
+    assert_eq!(here_validation.len(), 3);
+    assert!(here.windows(2).any(|w| (w[0] - w[1]).abs() > 1e-4), "the weights did not move: {here:?}");
+    for workers in ["2", "3"] {
+        let (losses, validation) = run(workers, workers);
+        // The same masks (each pass seeds its own) and the same gradients, up to the order in
+        // which the workers' shares are added: the later steps check the backward passes.
+        for (step, (a, b)) in here.iter().zip(&losses).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                "step {}, {workers} workers: {b}, one thread: {a}",
+                step + 1
+            );
+        }
+        assert_eq!(validation, here_validation, "{workers} workers evaluated otherwise");
+    }
+    // Workers repeat themselves exactly.
+    assert_eq!(run("2", "2-again").0, run("2", "2-once-more").0);
+}

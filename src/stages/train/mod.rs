@@ -138,6 +138,13 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = DEFAULT_BATCH_TOKENS)]
     #[serde(default = "default_batch_tokens")]
     pub batch_tokens: usize,
+    /// Fine-tuning on the CPU: worker threads that encode a step's passes side by side, each on
+    /// its share of the cores (one copy of the weights; 0 = automatic: one per core up to 4;
+    /// 1 = one pass at a time on every core). The masks and the result do not depend on it
+    /// beyond the order in which floats are added.
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub workers: usize,
     /// Save `last.safetensors` + `last.json` (weights, optimizer state, log) every this many
     /// steps (0 = at evaluations); an interrupted run loses at most the steps since then.
     #[arg(long, default_value_t = 0)]

@@ -1,7 +1,8 @@
 //! The pieces BERT and DeBERTa share: multi-head attention with a residual LayerNorm, and the
 //! feed-forward block. Names follow HF's modules so that `VarStore` keys equal checkpoint keys.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rand_xoshiro::rand_core::RngCore;
 use tch::{Device, Kind, Tensor, nn, nn::Module};
@@ -23,15 +24,17 @@ fn bf16() -> bool {
     BF16.load(Ordering::Relaxed)
 }
 
-/// The seed of this step's dropout masks, and how many masks the step has drawn so far.
-static DROPOUT_SEED: AtomicU64 = AtomicU64::new(0);
-static DROPOUT_DRAWS: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    /// This thread's dropout seed, and how many masks it has drawn since it was set. Per thread:
+    /// the workers of a training step each draw their own passes' masks.
+    static DROPOUT: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
 
-/// Dropout masks drawn from here on depend on `seed` and on their order alone (a training run
-/// calls this once per step, so a resumed run draws what the uninterrupted one did).
+/// Dropout masks this thread draws from here on depend on `seed` and on their order alone (a
+/// training run seeds each pass of each step, so a resumed run draws what the uninterrupted one
+/// did, whichever thread runs the pass).
 pub fn seed_dropout(seed: u64) {
-    DROPOUT_SEED.store(seed, Ordering::Relaxed);
-    DROPOUT_DRAWS.store(0, Ordering::Relaxed);
+    DROPOUT.set((seed, 0));
 }
 
 /// Inverted dropout, `x · m / (1 − p)` with `m ~ Bernoulli(1 − p)`, in training only.
@@ -47,8 +50,8 @@ pub fn dropout(x: &Tensor, p: f64, train: bool) -> Tensor {
     if !train || p <= 0.0 || x.device() != Device::Cpu || x.kind() != Kind::Float {
         return x.dropout(p, train);
     }
-    let draw = DROPOUT_DRAWS.fetch_add(1, Ordering::Relaxed);
-    let seed = DROPOUT_SEED.load(Ordering::Relaxed);
+    let (seed, draw) = DROPOUT.get();
+    DROPOUT.set((seed, draw + 1));
     let mut generator = rng::rng(seed ^ draw.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     // A draw below `threshold` (of 2³²) drops its element: probability p to within 2⁻³².
     let threshold = (p.min(1.0) * 4_294_967_296.0).round() as u64;

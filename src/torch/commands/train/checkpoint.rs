@@ -325,11 +325,12 @@ pub fn save_last(config: &TrainConfig, store: &nn::VarStore, optimizer: &AdamW, 
     )
 }
 
-/// The settings of a run as `--resume` compares them: all but `--steps` (which may grow) and
-/// `--resume` itself.
+/// The settings of a run as `--resume` compares them: all but `--steps` (which may grow),
+/// `--workers` (how the same work is shared out) and `--resume` itself.
 fn comparable(settings: &TrainConfig, path: &Path) -> Result<serde_json::Value> {
     let mut settings = settings.clone();
     settings.steps = 0;
+    settings.workers = 0;
     settings.resume = false;
     serde_json::to_value(settings).map_err(Error::serialize(format!("the settings of `{}`", path.display())))
 }

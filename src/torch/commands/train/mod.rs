@@ -2,8 +2,9 @@
 //! the data plan and the log in the library (`routerdc::stages::train`).
 //!
 //! Data: every training query is tokenised once; each step takes the next `batch_size`
-//! examples of the shuffled epoch (tables cycled to `samples_per_table` queries) and
-//! pads them to the batch's longest query. Evaluation routes every query of the validation
+//! examples of the shuffled epoch (tables cycled to `samples_per_table` queries) and encodes
+//! them in passes of similar lengths, on the CPU shared out between workers ([`passes`]).
+//! Evaluation routes every query of the validation
 //! tables (the rows `--validation-ratio` holds out of the training tables, else the training
 //! tables themselves) and of the test tables, or `--eval-sample`'s rows of them; the checkpoint
 //! with the best validation average is kept as `best.safetensors` + `best.json` (never chosen by
@@ -17,6 +18,7 @@ pub mod checkpoint;
 pub mod knn;
 pub mod mlp;
 pub mod optim;
+pub mod passes;
 
 use std::time::Instant;
 
@@ -34,10 +36,11 @@ use routerdc::table::LoadedTable;
 
 use self::checkpoint::{LastState, Sidecar, load_last, save_best, save_last};
 use self::optim::AdamW;
+use self::passes::StepEncoder;
 use super::embed;
-use crate::torch::model::layers::{seed_dropout, set_bf16};
-use crate::torch::model::network::{load_weights, pad_batch};
-use crate::torch::model::router::{Router, orthogonality_loss, sample_llm_loss, sample_sample_loss, unsort};
+use crate::torch::model::layers::set_bf16;
+use crate::torch::model::network::load_weights;
+use crate::torch::model::router::{Router, orthogonality_loss, sample_llm_loss, sample_sample_loss};
 
 /// One evaluation: per table (dataset, acc, acc_predict).
 struct Evaluation {
@@ -54,32 +57,6 @@ fn tokenise(tables: &[LoadedTable], tokenizer: &TextTokenizer) -> Result<Vec<Vec
             tokenizer.encode(&texts)
         })
         .collect()
-}
-
-/// h of a training batch, with gradients, rows in the batch's order: the queries sorted longest
-/// first and encoded in passes of at most `max_tokens` padded tokens (`--batch-tokens`; 0 = one
-/// pass), each padded to its own longest query. The encoder reads each query alone (the mask
-/// keeps padding out of attention), so the passes give the one-pass h; a batch of short queries
-/// with one long one no longer pads them all to its length.
-fn encode_batch(router: &Router, ids: &[&[u32]], max_tokens: usize, pad: i64, device: tch::Device) -> Tensor {
-    let mut order: Vec<usize> = (0..ids.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
-    let lengths: Vec<usize> = ids.iter().map(|ids| ids.len()).collect();
-    let passes = stage_embed::batches(&order, &lengths, ids.len(), max_tokens);
-    if passes.len() == 1 {
-        // In the batch's own order, so `--batch-tokens 0` computes what one pass always did.
-        let (input, mask) = pad_batch(ids, pad, device);
-        return router.encode(&input, &mask, true);
-    }
-    let parts: Vec<Tensor> = passes
-        .iter()
-        .map(|pass| {
-            let pass_ids: Vec<&[u32]> = pass.iter().map(|&i| ids[i]).collect();
-            let (input, mask) = pad_batch(&pass_ids, pad, device);
-            router.encode(&input, &mask, true)
-        })
-        .collect();
-    unsort(&Tensor::cat(&parts, 0), &order)
 }
 
 struct Data {
@@ -121,6 +98,17 @@ impl Data {
             }),
         })
     }
+}
+
+/// `--workers`: how many encoder workers a fine-tuning run starts, and libtorch threads each
+/// (0 = one per core up to 4, the cores shared out; none on a GPU).
+fn worker_count(workers: usize, device: tch::Device) -> (usize, usize) {
+    if device != tch::Device::Cpu {
+        return (0, 1);
+    }
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let workers = if workers == 0 { cores.clamp(1, 4) } else { workers };
+    (workers, (cores / workers.max(1)).max(1))
 }
 
 pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
@@ -241,24 +229,6 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
         eprintln!("encoded the queries once (frozen encoder) in {:.1} s", started.elapsed().as_secs_f64());
     }
 
-    let evaluate = |data: &Data| -> Result<TableScores> {
-        data.tables
-            .iter()
-            .enumerate()
-            .map(|(t, loaded)| {
-                let h = match &data.frozen {
-                    Some(h) => h[t].shallow_clone(),
-                    None => router.encode_all(&data.ids[t], config.batch_size, pad, device),
-                };
-                let choices = router
-                    .choose(&h)
-                    .map_err(|source| Error::failed(format!("Failed to route `{}`", loaded.path.display()), source))?;
-                let (acc, acc_predict) = routing::evaluate(&loaded.table, &choices, config.cost_rate);
-                Ok((loaded.table.dataset.clone(), acc, acc_predict))
-            })
-            .collect()
-    };
-
     let examples = examples(&train_data.tables, config.samples_per_table, config.cost_rate);
     let lengths: Vec<usize> = examples.iter().map(|e| train_data.ids[e.table][e.row].len()).collect();
     let mut plan = Plan::new(config, lengths);
@@ -278,164 +248,195 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
             eprintln!("resuming after step {} from {}", state.step, config.out.join("last.safetensors").display());
         }
     }
-    let bar = routerdc::progress::steps_bar(config.steps as u64, quiet);
-    // Without a terminal the bar draws nothing: a line every 30 s instead.
-    let mut log_lines = routerdc::progress::LogLines::new(quiet, std::time::Duration::from_secs(30));
-    bar.set_position(first_step as u64 - 1);
-    let (top_k, last_k, negatives) = (config.top_k as i64, config.last_k as i64, config.negatives as i64);
     let mut step_time = 0.0;
     let mut eval_time = 0.0;
-    // The sidecar of the best checkpoint this run saved (for the full evaluation after a sample).
-    let mut best_sidecar: Option<Sidecar> = None;
-    let checkpoint_steps =
-        if config.checkpoint_steps == 0 { config.eval_steps.max(1) } else { config.checkpoint_steps };
-    for step in first_step..=config.steps {
-        let step_started = Instant::now();
-        // Dropout draws depend on the step alone, so a resumed run draws what the uninterrupted one did.
-        let step_seed = config.seed.wrapping_mul(1_000_003).wrapping_add(step as u64);
-        tch::manual_seed(step_seed as i64);
-        seed_dropout(step_seed);
-        let train::plan::Batch { rows, cluster_pairs, task_pairs } = plan.next(config, &examples);
-        let batch: Vec<&Example> = rows.iter().map(|&i| &examples[i]).collect();
-
-        let h = match &train_data.frozen {
-            Some(h) => {
-                let rows: Vec<Tensor> = batch.iter().map(|e| h[e.table].get(e.row as i64)).collect();
-                Tensor::stack(&rows, 0)
-            }
-            None => {
-                let ids: Vec<&[u32]> = batch.iter().map(|e| train_data.ids[e.table][e.row].as_slice()).collect();
-                encode_batch(&router, &ids, config.batch_tokens, pad, device)
-            }
+    // The encoder's workers (none for a frozen encoder, whose h are computed already) live as
+    // long as the loop and the final evaluation.
+    let workers = if config.freeze_encoder { (0, 1) } else { worker_count(config.workers, device) };
+    std::thread::scope(|scope| -> Result<()> {
+        let encoder = StepEncoder::start(scope, &router, (pad, device, config.batch_tokens), workers);
+        let evaluate = |data: &Data| -> Result<TableScores> {
+            // Every table's queries in one go (passes of similar lengths across tables), then h
+            // split back per table.
+            let h: Vec<Tensor> = match &data.frozen {
+                Some(h) => h.iter().map(Tensor::shallow_clone).collect(),
+                None => {
+                    let ids: Vec<Vec<u32>> = data.ids.iter().flatten().cloned().collect();
+                    let rows: Vec<i64> = data.ids.iter().map(|ids| ids.len() as i64).collect();
+                    encoder.encode_all(&ids, config.batch_size)?.split_with_sizes(&rows, 0)
+                }
+            };
+            data.tables
+                .iter()
+                .zip(&h)
+                .map(|(loaded, h)| {
+                    let choices = router.choose(h).map_err(|source| {
+                        Error::failed(format!("Failed to route `{}`", loaded.path.display()), source)
+                    })?;
+                    let (acc, acc_predict) = routing::evaluate(&loaded.table, &choices, config.cost_rate);
+                    Ok((loaded.table.dataset.clone(), acc, acc_predict))
+                })
+                .collect()
         };
-        let logits = router.logits(&h);
-        let targets: Vec<&[f64]> = batch.iter().map(|e| e.targets.as_slice()).collect();
-        let llm_loss =
-            sample_llm_loss(&logits, &routing::choose_llms(&targets, config.top_k, config.last_k), top_k, last_k);
-        let mut loss = llm_loss.shallow_clone();
-        let mut cluster_loss = 0.0;
-        if let Some(pairs) = cluster_pairs {
-            let term = sample_sample_loss(&h, &pairs, negatives, config.temperature);
-            cluster_loss = term.double_value(&[]);
-            loss = loss + term * config.cluster_weight;
-        }
-        let mut task_loss = 0.0;
-        if let Some(pairs) = task_pairs {
-            let term = sample_sample_loss(&h, &pairs, negatives, config.temperature);
-            task_loss = term.double_value(&[]);
-            loss = loss + term * config.task_weight;
-        }
-        let mut orth_loss = 0.0;
-        if config.orth_weight != 0.0 {
-            let term = orthogonality_loss(&router.llm_embeddings);
-            orth_loss = term.double_value(&[]);
-            loss = loss + term * config.orth_weight;
-        }
-        optimizer.zero_grad();
-        loss.backward();
-        optimizer.step();
-        let total = loss.double_value(&[]);
-        // The first step pays one-off costs (allocations, kernel set-up); time the others.
-        if step > 1 {
-            step_time += step_started.elapsed().as_secs_f64();
-        }
-        bar.set_message(format!("loss {total:.4}"));
-        bar.inc(1);
-        log_lines.tick(step == config.steps, || {
-            let elapsed = started.elapsed().as_secs_f64();
-            let done = (step + 1 - first_step) as f64;
-            let left = (config.steps - step) as f64 * elapsed / done.max(1.0);
-            format!(
-                "train: step {step}/{}, loss {total:.4}, {elapsed:.0} s so far, about {left:.0} s left",
-                config.steps
-            )
-        });
-        log.losses.push((step, total, llm_loss.double_value(&[]), cluster_loss, task_loss, orth_loss));
-        log.step_seconds.push(started.elapsed().as_secs_f64());
 
-        if step % config.eval_steps.max(1) == 0 || step == config.steps {
+        let bar = routerdc::progress::steps_bar(config.steps as u64, quiet);
+        // Without a terminal the bar draws nothing: a line every 30 s instead.
+        let mut log_lines = routerdc::progress::LogLines::new(quiet, std::time::Duration::from_secs(30));
+        bar.set_position(first_step as u64 - 1);
+        let (top_k, last_k, negatives) = (config.top_k as i64, config.last_k as i64, config.negatives as i64);
+        // The sidecar of the best checkpoint this run saved (for the full evaluation after a sample).
+        let mut best_sidecar: Option<Sidecar> = None;
+        let checkpoint_steps =
+            if config.checkpoint_steps == 0 { config.eval_steps.max(1) } else { config.checkpoint_steps };
+        for step in first_step..=config.steps {
+            let step_started = Instant::now();
+            // Dropout draws depend on the step alone, so a resumed run draws what the uninterrupted one did.
+            let step_seed = config.seed.wrapping_mul(1_000_003).wrapping_add(step as u64);
+            tch::manual_seed(step_seed as i64);
+            let train::plan::Batch { rows, cluster_pairs, task_pairs } = plan.next(config, &examples);
+            let batch: Vec<&Example> = rows.iter().map(|&i| &examples[i]).collect();
+
+            let h = match &train_data.frozen {
+                Some(h) => {
+                    let rows: Vec<Tensor> = batch.iter().map(|e| h[e.table].get(e.row as i64)).collect();
+                    Tensor::stack(&rows, 0)
+                }
+                None => {
+                    let ids: Vec<&[u32]> = batch.iter().map(|e| train_data.ids[e.table][e.row].as_slice()).collect();
+                    encoder.forward(&ids, step_seed)?
+                }
+            };
+            let logits = router.logits(&h);
+            let targets: Vec<&[f64]> = batch.iter().map(|e| e.targets.as_slice()).collect();
+            let llm_loss =
+                sample_llm_loss(&logits, &routing::choose_llms(&targets, config.top_k, config.last_k), top_k, last_k);
+            let mut loss = llm_loss.shallow_clone();
+            let mut cluster_loss = 0.0;
+            if let Some(pairs) = cluster_pairs {
+                let term = sample_sample_loss(&h, &pairs, negatives, config.temperature);
+                cluster_loss = term.double_value(&[]);
+                loss = loss + term * config.cluster_weight;
+            }
+            let mut task_loss = 0.0;
+            if let Some(pairs) = task_pairs {
+                let term = sample_sample_loss(&h, &pairs, negatives, config.temperature);
+                task_loss = term.double_value(&[]);
+                loss = loss + term * config.task_weight;
+            }
+            let mut orth_loss = 0.0;
+            if config.orth_weight != 0.0 {
+                let term = orthogonality_loss(&router.llm_embeddings);
+                orth_loss = term.double_value(&[]);
+                loss = loss + term * config.orth_weight;
+            }
+            optimizer.zero_grad();
+            loss.backward();
+            encoder.backward()?;
+            optimizer.step();
+            let total = loss.double_value(&[]);
+            // The first step pays one-off costs (allocations, kernel set-up); time the others.
+            if step > 1 {
+                step_time += step_started.elapsed().as_secs_f64();
+            }
+            bar.set_message(format!("loss {total:.4}"));
+            bar.inc(1);
+            log_lines.tick(step == config.steps, || {
+                let elapsed = started.elapsed().as_secs_f64();
+                let done = (step + 1 - first_step) as f64;
+                let left = (config.steps - step) as f64 * elapsed / done.max(1.0);
+                format!(
+                    "train: step {step}/{}, loss {total:.4}, {elapsed:.0} s so far, about {left:.0} s left",
+                    config.steps
+                )
+            });
+            log.losses.push((step, total, llm_loss.double_value(&[]), cluster_loss, task_loss, orth_loss));
+            log.step_seconds.push(started.elapsed().as_secs_f64());
+
+            if step % config.eval_steps.max(1) == 0 || step == config.steps {
+                let evaluation_started = Instant::now();
+                let evaluation = Evaluation { validation: evaluate(validation_eval)?, test: evaluate(test_eval)? };
+                let evaluation_seconds = evaluation_started.elapsed().as_secs_f64();
+                eval_time += evaluation_seconds;
+                let validation_average = average(&evaluation.validation);
+                log.evaluations.push((
+                    step,
+                    started.elapsed().as_secs_f64(),
+                    evaluation.validation.clone(),
+                    evaluation.test.clone(),
+                ));
+                log.evaluation_seconds.push((step, evaluation_seconds));
+                let line = format!(
+                    "step {step}: loss {total:.4}, validation acc_predict {:.4}, test {:.4} ({evaluation_seconds:.1} s{})",
+                    validation_average,
+                    average(&evaluation.test),
+                    if validation_sample.is_some() { " on the evaluation sample" } else { "" }
+                );
+                if !quiet {
+                    bar.println(&line);
+                }
+                log_lines.say(&line);
+                if best.is_none_or(|best| validation_average > best) {
+                    best = Some(validation_average);
+                    let sidecar = Sidecar {
+                        routerdc_version: env!("CARGO_PKG_VERSION").to_owned(),
+                        models: models.clone(),
+                        encoder_dir: std::fs::canonicalize(&files.dir).unwrap_or_else(|_| files.dir.clone()),
+                        encoder_config: encoder_json.clone(),
+                        max_length,
+                        truncation: config.truncation,
+                        similarity: config.similarity,
+                        temperature: config.temperature,
+                        settings: config.clone(),
+                        step,
+                        validation: evaluation.validation.iter().map(|r| (r.0.clone(), r.2)).collect(),
+                        validation_average,
+                        test: evaluation.test.iter().map(|r| (r.0.clone(), r.2)).collect(),
+                        weights_blake3: None,
+                        encoder_blake3: Some(encoder_hashes.clone()),
+                        costs: costs.clone(),
+                        held_out: held_out.clone(),
+                    };
+                    save_best(&store, &sidecar, &config.out.join("best"))?;
+                    best_sidecar = Some(sidecar);
+                }
+            }
+            if step % checkpoint_steps == 0 || step == config.steps {
+                save_last(config, &store, &optimizer, &LastState { step, best, log: log.clone() })?;
+            }
+        }
+        bar.finish_and_clear();
+        // Chosen on the sample; measured on the full sets. A resumed run may have saved its best
+        // checkpoint before the interruption: its sidecar is read back.
+        let best_sidecar = best_sidecar.or_else(|| checkpoint::read_sidecar(&config.out.join("best.json")).ok());
+        if validation_sample.is_some()
+            && let Some(sidecar) = best_sidecar
+        {
             let evaluation_started = Instant::now();
-            let evaluation = Evaluation { validation: evaluate(validation_eval)?, test: evaluate(test_eval)? };
-            let evaluation_seconds = evaluation_started.elapsed().as_secs_f64();
-            eval_time += evaluation_seconds;
-            let validation_average = average(&evaluation.validation);
-            log.evaluations.push((
-                step,
-                started.elapsed().as_secs_f64(),
-                evaluation.validation.clone(),
-                evaluation.test.clone(),
-            ));
-            log.evaluation_seconds.push((step, evaluation_seconds));
+            let best_path = config.out.join("best.safetensors");
+            store.load(&best_path).map_err(|source| Error::failed("Failed to reload the best checkpoint", source))?;
+            let evaluation = Evaluation { validation: evaluate(validation_data)?, test: evaluate(&test_data)? };
+            let sidecar = Sidecar {
+                validation: evaluation.validation.iter().map(|r| (r.0.clone(), r.2)).collect(),
+                validation_average: average(&evaluation.validation),
+                test: evaluation.test.iter().map(|r| (r.0.clone(), r.2)).collect(),
+                ..sidecar
+            };
+            save_best(&store, &sidecar, &config.out.join("best"))?;
+            let seconds = evaluation_started.elapsed().as_secs_f64();
+            eval_time += seconds;
             let line = format!(
-                "step {step}: loss {total:.4}, validation acc_predict {:.4}, test {:.4} ({evaluation_seconds:.1} s{})",
-                validation_average,
-                average(&evaluation.test),
-                if validation_sample.is_some() { " on the evaluation sample" } else { "" }
+                "step {} (best on the evaluation sample), full sets: validation acc_predict {:.4}, test {:.4} ({seconds:.1} s)",
+                sidecar.step,
+                sidecar.validation_average,
+                average(&evaluation.test)
             );
             if !quiet {
-                bar.println(&line);
+                eprintln!("{line}");
             }
-            log_lines.say(&line);
-            if best.is_none_or(|best| validation_average > best) {
-                best = Some(validation_average);
-                let sidecar = Sidecar {
-                    routerdc_version: env!("CARGO_PKG_VERSION").to_owned(),
-                    models: models.clone(),
-                    encoder_dir: std::fs::canonicalize(&files.dir).unwrap_or_else(|_| files.dir.clone()),
-                    encoder_config: encoder_json.clone(),
-                    max_length,
-                    truncation: config.truncation,
-                    similarity: config.similarity,
-                    temperature: config.temperature,
-                    settings: config.clone(),
-                    step,
-                    validation: evaluation.validation.iter().map(|r| (r.0.clone(), r.2)).collect(),
-                    validation_average,
-                    test: evaluation.test.iter().map(|r| (r.0.clone(), r.2)).collect(),
-                    weights_blake3: None,
-                    encoder_blake3: Some(encoder_hashes.clone()),
-                    costs: costs.clone(),
-                    held_out: held_out.clone(),
-                };
-                save_best(&store, &sidecar, &config.out.join("best"))?;
-                best_sidecar = Some(sidecar);
-            }
+            best = Some(sidecar.validation_average);
         }
-        if step % checkpoint_steps == 0 || step == config.steps {
-            save_last(config, &store, &optimizer, &LastState { step, best, log: log.clone() })?;
-        }
-    }
-    bar.finish_and_clear();
-    // Chosen on the sample; measured on the full sets. A resumed run may have saved its best
-    // checkpoint before the interruption: its sidecar is read back.
-    let best_sidecar = best_sidecar.or_else(|| checkpoint::read_sidecar(&config.out.join("best.json")).ok());
-    if validation_sample.is_some()
-        && let Some(sidecar) = best_sidecar
-    {
-        let evaluation_started = Instant::now();
-        let best_path = config.out.join("best.safetensors");
-        store.load(&best_path).map_err(|source| Error::failed("Failed to reload the best checkpoint", source))?;
-        let evaluation = Evaluation { validation: evaluate(validation_data)?, test: evaluate(&test_data)? };
-        let sidecar = Sidecar {
-            validation: evaluation.validation.iter().map(|r| (r.0.clone(), r.2)).collect(),
-            validation_average: average(&evaluation.validation),
-            test: evaluation.test.iter().map(|r| (r.0.clone(), r.2)).collect(),
-            ..sidecar
-        };
-        save_best(&store, &sidecar, &config.out.join("best"))?;
-        let seconds = evaluation_started.elapsed().as_secs_f64();
-        eval_time += seconds;
-        let line = format!(
-            "step {} (best on the evaluation sample), full sets: validation acc_predict {:.4}, test {:.4} ({seconds:.1} s)",
-            sidecar.step,
-            sidecar.validation_average,
-            average(&evaluation.test)
-        );
-        if !quiet {
-            eprintln!("{line}");
-        }
-        best = Some(sidecar.validation_average);
-    }
+        Ok(())
+    })?;
     let log_path = config.out.join("train_log.parquet");
     routerdc::io::write_parquet(&mut log.frame()?, &log_path)?;
     if !quiet {
