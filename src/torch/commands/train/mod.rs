@@ -290,7 +290,8 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
             if config.checkpoint_steps == 0 { config.eval_steps.max(1) } else { config.checkpoint_steps };
         for step in first_step..=config.steps {
             let step_started = Instant::now();
-            // Dropout draws depend on the step alone, so a resumed run draws what the uninterrupted one did.
+            // Dropout draws depend on the step and the pass alone (`passes`), so a resumed run draws
+            // what the uninterrupted one did.
             let step_seed = config.seed.wrapping_mul(1_000_003).wrapping_add(step as u64);
             tch::manual_seed(step_seed as i64);
             let train::plan::Batch { rows, cluster_pairs, task_pairs } = plan.next(config, &examples);
