@@ -204,21 +204,12 @@ impl<'a> StepEncoder<'a> {
                 .collect();
             worker.jobs.send(Job::Forward(jobs)).map_err(|_| stopped())?;
         }
-        let mut by_worker = Vec::with_capacity(self.workers.len());
-        for worker in &self.workers {
-            let leaves: Vec<Tensor> =
-                worker.replies.recv().map_err(|_| stopped())?.iter().map(|h| h.set_requires_grad(true)).collect();
-            by_worker.push(leaves);
-        }
-        // The passes' rows in pass order, each pass from its worker's replies in turn.
-        let mut next = vec![0usize; self.workers.len()];
-        let parts: Vec<Tensor> = owner
-            .iter()
-            .map(|&w| {
-                next[w] += 1;
-                by_worker[w][next[w] - 1].shallow_clone()
-            })
+        let by_worker: Vec<Vec<Tensor>> = self
+            .replies()?
+            .into_iter()
+            .map(|parts| parts.iter().map(|h| h.set_requires_grad(true)).collect())
             .collect();
+        let parts = in_pass_order(&owner, &by_worker);
         *self.leaves.borrow_mut() = by_worker;
         Ok(unsort(&Tensor::cat(&parts, 0), &order))
     }
@@ -240,10 +231,7 @@ impl<'a> StepEncoder<'a> {
                 .collect();
             worker.jobs.send(Job::Backward(grads)).map_err(|_| stopped())?;
         }
-        for worker in &self.workers {
-            worker.replies.recv().map_err(|_| stopped())?;
-        }
-        Ok(())
+        self.replies().map(drop)
     }
 
     /// h of every query of `ids` without gradients, evaluation mode, rows in the order of `ids`,
@@ -276,20 +264,27 @@ impl<'a> StepEncoder<'a> {
                 .collect();
             worker.jobs.send(Job::Encode(jobs)).map_err(|_| stopped())?;
         }
-        let mut by_worker = Vec::with_capacity(self.workers.len());
-        for worker in &self.workers {
-            by_worker.push(worker.replies.recv().map_err(|_| stopped())?);
-        }
-        let mut next = vec![0usize; self.workers.len()];
-        let parts: Vec<Tensor> = owner
-            .iter()
-            .map(|&w| {
-                next[w] += 1;
-                by_worker[w][next[w] - 1].shallow_clone()
-            })
-            .collect();
+        let parts = in_pass_order(&owner, &self.replies()?);
         Ok(unsort(&Tensor::cat(&parts, 0), &order))
     }
+
+    /// Every worker's reply to its last job, worker by worker.
+    fn replies(&self) -> Result<Vec<Vec<Tensor>>> {
+        self.workers.iter().map(|worker| worker.replies.recv().map_err(|_| stopped())).collect()
+    }
+}
+
+/// The passes' tensors in pass order (`owner[p]` ran pass p; each worker answers its passes in
+/// their order).
+fn in_pass_order(owner: &[usize], by_worker: &[Vec<Tensor>]) -> Vec<Tensor> {
+    let mut next = vec![0usize; by_worker.len()];
+    owner
+        .iter()
+        .map(|&w| {
+            next[w] += 1;
+            by_worker[w][next[w] - 1].shallow_clone()
+        })
+        .collect()
 }
 
 /// The most padded tokens of an evaluation pass.
