@@ -109,7 +109,7 @@ impl Decide for RouterdcDecider {
         let mut scores = vec![Vec::new(); texts.len()];
         for pass in length_passes(&lengths, PASS) {
             let batch: Vec<Vec<u32>> = pass.iter().map(|&i| ids[i].clone()).collect();
-            let h = self.loaded.router.encode_all(&batch, pass.len(), self.loaded.pad, self.loaded.device);
+            let h = self.loaded.router.encode_all(&batch, (pass.len(), 0), self.loaded.pad, self.loaded.device);
             for (&row, probabilities) in pass.iter().zip(self.loaded.probabilities_of(&h)?) {
                 scores[row] = probabilities;
             }

@@ -42,12 +42,18 @@ impl Router {
     }
 
     /// h for every query of `ids`, without gradients, eval mode; rows in the order of `ids`. The
-    /// queries go through in length-sorted passes of at most `batch_size` that pad at most a
-    /// quarter more tokens than they hold ([`length_passes`]): a few queries of mixed lengths (an
-    /// evaluation sample's share of a table) are not all padded to the longest.
-    pub fn encode_all(&self, ids: &[Vec<u32>], batch_size: usize, pad: i64, device: tch::Device) -> Tensor {
+    /// queries go through in [`encoding_passes`] of at most `batch_size` queries and
+    /// `max_tokens` padded tokens (0: no cap): a few queries of mixed lengths (an evaluation
+    /// sample's share of a table) are not all padded to the longest.
+    pub fn encode_all(
+        &self,
+        ids: &[Vec<u32>],
+        (batch_size, max_tokens): (usize, usize),
+        pad: i64,
+        device: tch::Device,
+    ) -> Tensor {
         let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
-        let passes = length_passes(&lengths, batch_size);
+        let passes = encoding_passes(&lengths, batch_size, max_tokens);
         let parts: Vec<Tensor> = passes
             .iter()
             .map(|pass| {
@@ -73,6 +79,23 @@ impl Router {
         };
         similarity / self.temperature
     }
+}
+
+/// Passes over queries of `lengths` tokens: [`length_passes`] (longest first, similar lengths,
+/// at most `max_rows` queries, at most a quarter of padding), each cut further to at most
+/// `max_tokens` padded tokens (0: no cap; at least one query), so that a pass of long queries
+/// does not hold `max_rows` of them.
+pub fn encoding_passes(lengths: &[usize], max_rows: usize, max_tokens: usize) -> Vec<Vec<usize>> {
+    length_passes(lengths, max_rows)
+        .into_iter()
+        .flat_map(|pass| {
+            let rows = match max_tokens {
+                0 => pass.len(),
+                tokens => (tokens / lengths[pass[0]].max(1)).max(1),
+            };
+            pass.chunks(rows.max(1)).map(<[usize]>::to_vec).collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// The rows of `sorted` (row i is query `order[i]`'s) back in query order; differentiable.

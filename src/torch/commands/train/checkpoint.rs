@@ -274,7 +274,7 @@ impl LoadedRouter {
     /// Per-LLM probabilities (softmax of the logits), `[n × T]` row-major.
     pub fn probabilities(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f64>>> {
         let ids = self.tokenizer.encode(texts)?;
-        let h = self.router.encode_all(&ids, batch_size, self.pad, self.device);
+        let h = self.router.encode_all(&ids, (batch_size, 0), self.pad, self.device);
         self.probabilities_of(&h)
     }
 

@@ -25,13 +25,12 @@ use rand_xoshiro::rand_core::RngCore;
 use tch::{Device, Kind, Tensor};
 
 use routerdc::error::{Error, Result};
-use routerdc::hf::tokenize::length_passes;
 use routerdc::routing::rng;
 use routerdc::stages::embed as stage_embed;
 
 use crate::torch::model::layers::seed_dropout;
 use crate::torch::model::network::pad_batch;
-use crate::torch::model::router::{Router, unsort};
+use crate::torch::model::router::{Router, encoding_passes, unsort};
 
 /// The seed of one pass's dropout masks: the step's seed and the pass's index, mixed.
 fn pass_seed(step_seed: u64, pass: usize) -> u64 {
@@ -235,26 +234,18 @@ impl<'a> StepEncoder<'a> {
     }
 
     /// h of every query of `ids` without gradients, evaluation mode, rows in the order of `ids`,
-    /// in [`evaluation_passes`], shared out between the workers when there are any.
+    /// in [`encoding_passes`] of at most 4,096 padded tokens, shared out between the workers when
+    /// there are any.
     pub fn encode_all(&self, ids: &[Vec<u32>], batch_size: usize) -> Result<Tensor> {
         if ids.is_empty() {
             let dim = self.router.llm_embeddings.size()[1];
             return Ok(Tensor::zeros([0, dim], (Kind::Float, self.device)));
         }
-        let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
-        let passes = evaluation_passes(&lengths, batch_size, EVALUATION_TOKENS);
-        let order = passes.concat();
         if self.workers.is_empty() {
-            let parts: Vec<Tensor> = passes
-                .iter()
-                .map(|pass| {
-                    let rows: Vec<&[u32]> = pass.iter().map(|&i| ids[i].as_slice()).collect();
-                    let (input, mask) = pad_batch(&rows, self.pad, self.device);
-                    tch::no_grad(|| self.router.encode(&input, &mask, false))
-                })
-                .collect();
-            return Ok(unsort(&Tensor::cat(&parts, 0), &order));
+            return Ok(self.router.encode_all(ids, (batch_size, EVALUATION_TOKENS), self.pad, self.device));
         }
+        let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
+        let passes = encoding_passes(&lengths, batch_size, EVALUATION_TOKENS);
         let rows: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
         let owner = assign(&passes, &rows, self.workers.len());
         for (w, worker) in self.workers.iter().enumerate() {
@@ -265,7 +256,7 @@ impl<'a> StepEncoder<'a> {
             worker.jobs.send(Job::Encode(jobs)).map_err(|_| stopped())?;
         }
         let parts = in_pass_order(&owner, &self.replies()?);
-        Ok(unsort(&Tensor::cat(&parts, 0), &order))
+        Ok(unsort(&Tensor::cat(&parts, 0), &passes.concat()))
     }
 
     /// Every worker's reply to its last job, worker by worker.
@@ -287,21 +278,9 @@ fn in_pass_order(owner: &[usize], by_worker: &[Vec<Tensor>]) -> Vec<Tensor> {
         .collect()
 }
 
-/// The most padded tokens of an evaluation pass.
+/// The most padded tokens of an evaluation pass: without a cap, a pass could hold 64 queries of
+/// ~500 tokens, and two such passes at once ran slower than one at a time (BENCHMARKS.md).
 const EVALUATION_TOKENS: usize = 4096;
-
-/// Evaluation passes: [`length_passes`] (similar lengths, at most `max_rows` queries), each cut
-/// further to at most `max_tokens` padded tokens (at least one query), so that a pass of long
-/// queries does not hold 64 of them.
-fn evaluation_passes(lengths: &[usize], max_rows: usize, max_tokens: usize) -> Vec<Vec<usize>> {
-    length_passes(lengths, max_rows)
-        .into_iter()
-        .flat_map(|pass| {
-            let rows = (max_tokens / lengths[pass[0]].max(1)).max(1);
-            pass.chunks(rows).map(<[usize]>::to_vec).collect::<Vec<_>>()
-        })
-        .collect()
-}
 
 fn stopped() -> Error {
     Error::failed("An encoder worker of the training run stopped", "its thread ended (see the message above)")
@@ -309,7 +288,8 @@ fn stopped() -> Error {
 
 #[cfg(test)]
 mod tests {
-    use super::{assign, evaluation_passes, pass_seed, training_passes};
+    use super::{assign, pass_seed, training_passes};
+    use crate::torch::model::router::encoding_passes;
 
     #[test]
     fn passes_sort_longest_first_and_workers_share_the_tokens() {
@@ -326,10 +306,11 @@ mod tests {
     }
 
     #[test]
-    fn evaluation_passes_are_capped_by_padded_tokens() {
+    fn encoding_passes_are_capped_by_padded_tokens() {
         // Similar lengths together (at most a quarter of padding), then at most 1,200 padded tokens.
-        assert_eq!(evaluation_passes(&[600, 10, 590, 580, 10], 64, 1200), vec![vec![0, 2], vec![3], vec![1, 4]]);
-        assert_eq!(evaluation_passes(&[600, 10, 590, 580, 10], 64, 100_000), vec![vec![0, 2, 3], vec![1, 4]]);
-        assert_eq!(evaluation_passes(&[900], 64, 100), vec![vec![0]]);
+        assert_eq!(encoding_passes(&[600, 10, 590, 580, 10], 64, 1200), vec![vec![0, 2], vec![3], vec![1, 4]]);
+        assert_eq!(encoding_passes(&[600, 10, 590, 580, 10], 64, 100_000), vec![vec![0, 2, 3], vec![1, 4]]);
+        assert_eq!(encoding_passes(&[600, 10, 590, 580, 10], 64, 0), vec![vec![0, 2, 3], vec![1, 4]]);
+        assert_eq!(encoding_passes(&[900], 64, 100), vec![vec![0]]);
     }
 }
