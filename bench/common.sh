@@ -45,5 +45,17 @@ PY
 # The paper's training settings (bench/train/paper.sh and buckets.sh): batch 64, top_k = last_k = 3,
 # cluster loss, the step chosen on a held-out tenth of the training rows, evaluated every 100 steps;
 # with the encoder trained also AdamW 5e-5, τ 1 and evaluations on a sample of 500.
-paper_settings=(--batch-size 64 --top-k 3 --last-k 3 --cluster-weight 1 --validation-ratio 0.1 --eval-steps 100)
-paper_trained=(--learning-rate 5e-5 --temperature 1 --eval-sample 500)
+# paper_losses and paper_rates are the same without the evaluation cadence and sample.
+paper_losses=(--batch-size 64 --top-k 3 --last-k 3 --cluster-weight 1 --validation-ratio 0.1)
+paper_settings=("${paper_losses[@]}" --eval-steps 100)
+paper_rates=(--learning-rate 5e-5 --temperature 1)
+paper_trained=("${paper_rates[@]}" --eval-sample 500)
+
+# paper_train_test WORK: the paper's training tables (split2_model7_cluster, with cluster ids) in
+# WORK/train, and split2_model7's in- and out-of-distribution test tables in WORK/test.
+paper_train_test() {
+  "$bin" --quiet import --out "$1/train" "$ROUTERDC_DATA"/split2_model7_cluster/*.json
+  local d="$ROUTERDC_DATA/split2_model7"
+  "$bin" --quiet import --default-split test --out "$1/test" "$d/mmlu_test.json" "$d/gsm8k-test.json" \
+    "$d/cmmlu_test.json" "$d/arc_challenge_test.json" "$d/humaneval_test.json" "$d/MATH_prealgebra.json" "$d/mbpp.json"
+}

@@ -18,10 +18,7 @@ work="${BENCH_DIR:-/tmp/routerdc-bench-paper}"
 steps="${1:-1000}"
 reference_steps="${2:-3}"
 rm -rf "$work" && mkdir -p "$work"
-"$bin" --quiet import --out "$work/train" "$ROUTERDC_DATA"/split2_model7_cluster/*.json
-d="$ROUTERDC_DATA/split2_model7"
-"$bin" --quiet import --default-split test --out "$work/test" "$d/mmlu_test.json" "$d/gsm8k-test.json" \
-  "$d/cmmlu_test.json" "$d/arc_challenge_test.json" "$d/humaneval_test.json" "$d/MATH_prealgebra.json" "$d/mbpp.json"
+paper_train_test "$work"
 echo "machine: $(nproc) cores; encoder: $encoder; $(date -u +%FT%TZ)"
 common=(--train "$work/train" --test "$work/test" --steps "$steps" "${paper_settings[@]}")
 

@@ -14,15 +14,10 @@ work="${BENCH_DIR:-/tmp/routerdc-bench-workers}"
 steps="${1:-21}"
 pairs="${2:-3}"
 rm -rf "$work" && mkdir -p "$work/humaneval"
-"$bin" --quiet import --out "$work/train" "$ROUTERDC_DATA"/split2_model7_cluster/*.json
-d="$ROUTERDC_DATA/split2_model7"
-"$bin" --quiet import --default-split test --out "$work/test" "$d/mmlu_test.json" "$d/gsm8k-test.json" \
-  "$d/cmmlu_test.json" "$d/arc_challenge_test.json" "$d/humaneval_test.json" "$d/MATH_prealgebra.json" "$d/mbpp.json"
+paper_train_test "$work"
 cp "$work/test/humaneval_test.parquet" "$work/humaneval/"
 echo "machine: $(nproc) cores; encoder: $encoder; $(date -u +%FT%TZ)"
-# paper_settings and paper_trained (bench/common.sh) without their evaluation cadence and sample.
-settings=(--train "$work/train" --batch-size 64 --top-k 3 --last-k 3 --cluster-weight 1 --validation-ratio 0.1
-  --learning-rate 5e-5 --temperature 1)
+settings=(--train "$work/train" "${paper_losses[@]}" "${paper_rates[@]}")
 
 run_steps() { # WORKERS
   "$bin" train "${settings[@]}" --test "$work/humaneval" --steps "$steps" --eval-steps 100000 --eval-sample 10 \

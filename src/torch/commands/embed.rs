@@ -50,14 +50,10 @@ impl TorchEmbedder {
     /// The encoder in `files`, to run in `worker_count` threads (0 in `options` = one per core,
     /// up to 4; 1 on a GPU), with libtorch's threads shared out among them.
     pub fn new(files: hf::EncoderFiles, options: &EncoderOptions, device: Device) -> Result<TorchEmbedder> {
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        let worker_count = match (device, options.workers) {
-            (Device::Cuda(_), _) => 1,
-            (_, 0) => cores.clamp(1, 4),
-            (_, n) => n,
-        };
+        let (cpu_workers, threads) = cpu_workers(options.workers);
+        let worker_count = if matches!(device, Device::Cuda(_)) { 1 } else { cpu_workers };
         if device == Device::Cpu {
-            tch::set_num_threads((cores / worker_count).max(1) as i32);
+            tch::set_num_threads(threads as i32);
         }
         let config = EncoderConfig::read(&files.config)?;
         let max_length = options.max_length.min(config.max_position_embeddings as usize);
@@ -95,6 +91,14 @@ impl TorchEmbedder {
         let vectors = vectors.to_kind(Kind::Float).to_device(Device::Cpu).contiguous().view(-1);
         Vec::<f32>::try_from(&vectors).map_err(|source| Error::failed("Failed to read the embeddings back", source))
     }
+}
+
+/// Encoder workers on the CPU and libtorch threads for each: `requested` workers (0 = one per
+/// core, up to 4), the cores shared out among them (at least one thread each).
+pub fn cpu_workers(requested: usize) -> (usize, usize) {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let workers = if requested == 0 { cores.clamp(1, 4) } else { requested };
+    (workers, (cores / workers).max(1))
 }
 
 /// One encoder that several worker threads run at once.

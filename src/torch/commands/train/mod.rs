@@ -100,17 +100,6 @@ impl Data {
     }
 }
 
-/// `--workers`: how many encoder workers a fine-tuning run starts, and libtorch threads each
-/// (0 = one per core up to 4, the cores shared out; none on a GPU).
-fn worker_count(workers: usize, device: tch::Device) -> (usize, usize) {
-    if device != tch::Device::Cpu {
-        return (0, 1);
-    }
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let workers = if workers == 0 { cores.clamp(1, 4) } else { workers };
-    (workers, (cores / workers.max(1)).max(1))
-}
-
 pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
     // The kind's default learning rate, written out: best.json and last.json record the value.
     let config = &TrainConfig {
@@ -250,9 +239,10 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
     }
     let mut step_time = 0.0;
     let mut eval_time = 0.0;
-    // The encoder's workers (none for a frozen encoder, whose h are computed already) live as
-    // long as the loop and the final evaluation.
-    let workers = if config.freeze_encoder { (0, 1) } else { worker_count(config.workers, device) };
+    // The encoder's workers (none for a frozen encoder, whose h are computed already, and none
+    // on a GPU) live as long as the loop and the final evaluation.
+    let workers =
+        if config.freeze_encoder || device != tch::Device::Cpu { (0, 1) } else { embed::cpu_workers(config.workers) };
     std::thread::scope(|scope| -> Result<()> {
         let encoder = StepEncoder::start(scope, &router, (pad, device, config.batch_tokens), workers);
         let evaluate = |data: &Data| -> Result<TableScores> {
