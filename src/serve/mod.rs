@@ -9,7 +9,7 @@
 //!   when the new one is broken; SIGTERM drains the requests in flight and exits 0.
 //!
 //! The router itself (an encoder and a head) is behind [`Decide`], implemented on the libtorch
-//! side; concurrent decisions are batched by [`batch`], one batch at a time on all cores.
+//! side; concurrent decisions are batched by [`batch`], one batch at a time.
 
 mod app;
 pub mod batch;
@@ -130,7 +130,8 @@ pub struct BatchSettings {
     /// Most queries in one encoder batch.
     #[serde(default = "default_batch_size")]
     pub max_size: usize,
-    /// How long the first query of a batch waits for more (µs); 0 takes only those already queued.
+    /// How long the first query of a batch waits for more (µs), while the batch holds fewer than
+    /// the previous one did; 0 takes only those already queued.
     #[serde(default = "default_batch_wait")]
     pub max_wait_us: u64,
     /// Most queries waiting; more get 503 with `Retry-After`.
@@ -142,7 +143,7 @@ fn default_batch_size() -> usize {
     32
 }
 fn default_batch_wait() -> u64 {
-    200
+    2000
 }
 fn default_queue() -> usize {
     256

@@ -454,12 +454,11 @@ fn start_up_errors_name_what_is_wrong() {
     assert!(crate::util::stderr(&output).contains("holds no router"));
 }
 
-#[test]
-fn a_routerdc_checkpoint_serves_probabilities() {
-    let temp = tempfile::tempdir().unwrap();
-    knn_router(temp.path());
-    let out = temp.path().join("routerdc");
-    let tables = temp.path().join("tables");
+/// A RouterDC checkpoint (frozen encoder, a few steps) over the topic questions, in `dir/routerdc`.
+fn routerdc_checkpoint(dir: &Path) -> PathBuf {
+    knn_router(dir);
+    let out = dir.join("routerdc");
+    let tables = dir.join("tables");
     ok(&routerdc_with_env(
         [
             "train",
@@ -485,6 +484,13 @@ fn a_routerdc_checkpoint_serves_probabilities() {
         ],
         &[],
     ));
+    out
+}
+
+#[test]
+fn a_routerdc_checkpoint_serves_probabilities() {
+    let temp = tempfile::tempdir().unwrap();
+    let out = routerdc_checkpoint(temp.path());
     let config = temp.path().join("serve.toml");
     std::fs::write(&config, "route_text = \"user\"\n").unwrap();
     let server = Server::start(&out, &config, &[]);
@@ -545,4 +551,56 @@ fn a_routerdc_checkpoint_serves_probabilities() {
         moved = moved.max((float - probability).abs());
     }
     assert!(moved > 1e-7, "int8 gave float32's probabilities: {quantized}");
+}
+
+#[test]
+fn texts_scored_together_get_what_each_gets_alone() {
+    let temp = tempfile::tempdir().unwrap();
+    let out = routerdc_checkpoint(temp.path());
+    let config = temp.path().join("serve.toml");
+    // A batch waits up to half a second for up to six texts, so the six sent at once share one.
+    std::fs::write(&config, "[batch]\nmax_size = 6\nmax_wait_us = 500000\n").unwrap();
+    let server = Server::start(&out, &config, &[]);
+    let runtime = runtime();
+    // Six lengths: six passes, shared out between the encoder's workers where there are several cores.
+    let texts = [
+        "Why?",
+        "What is 2 + 2?",
+        "Who was the first emperor of Rome?",
+        "Which gas do plants take in from the air to make their food, and what do they give off?",
+        "Explain, step by step, how a bill becomes a law in a parliamentary democracy, naming who votes when.",
+        "Write a Python function that returns the n-th Fibonacci number, then explain its running time and \
+         how memoisation changes it, with an example for n = 30 and a note on recursion limits.",
+    ];
+    let body = |text: &str| json!({"prompt": text}).to_string();
+    let alone: Vec<Value> =
+        texts.iter().map(|text| post(&runtime, &server.url("/v1/route"), None, body(text)).json()).collect();
+    let url = server.url("/v1/route");
+    let together: Vec<Value> = runtime.block_on(async {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let sent: Vec<_> = texts.iter().map(|text| tokio::spawn(client.post(&url).body(body(text)).send())).collect();
+        let mut answers = Vec::new();
+        for answer in sent {
+            answers.push(answer.await.unwrap().unwrap().json::<Value>().await.unwrap());
+        }
+        answers
+    });
+    let metrics = String::from_utf8(get(&runtime, &server.url("/metrics"), None).body).unwrap();
+    let batches: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("routerdc_batch_size_count "))
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no batch count in\n{metrics}"));
+    assert!(batches < 12.0, "the six texts sent at once did not share a batch: {batches} batches\n{metrics}");
+    for (text, (alone, together)) in texts.iter().zip(alone.iter().zip(&together)) {
+        assert_eq!(alone["model"], together["model"], "{text}");
+        let probability = |decision: &Value, model: &Value| {
+            let ranked = decision["ranked"].as_array().unwrap();
+            ranked.iter().find(|r| &r["model"] == model).unwrap()["probability"].as_f64().unwrap()
+        };
+        for entry in alone["ranked"].as_array().unwrap() {
+            let (mine, shared) = (entry["probability"].as_f64().unwrap(), probability(together, &entry["model"]));
+            assert!((mine - shared).abs() < 1e-6, "{text}: alone {alone}, together {together}");
+        }
+    }
 }

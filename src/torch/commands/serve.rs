@@ -1,5 +1,12 @@
 //! `routerdc serve` on the libtorch side: the routers behind the service's [`Decide`]. The
 //! service itself (HTTP, batching, upstreams) is the library's [`routerdc::serve`].
+//!
+//! How a batch of texts goes through the encoder on the CPU ([`run_passes`]): texts of the same
+//! token length share a pass and no text is padded, so attention never needs a mask. One pass
+//! (a single query) runs on this thread on every core, which is the fastest way to answer one
+//! query. Several passes are shared out between worker threads of one core each, side by side,
+//! as `embed` does: the service's passes are small (a query is about 70 tokens), and on small
+//! tensors libtorch loses much of a second core to splitting and waiting (bench/serve).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,19 +15,17 @@ use ndarray::Array2;
 use tch::Device;
 
 use routerdc::error::{Error, Result};
-use routerdc::hf::tokenize::length_passes;
 use routerdc::hf::{self, Pooling, Quantize};
 use routerdc::serve::{Decide, RouterInfo, ServeConfig};
 use routerdc::stages::embed::DeviceChoice;
 use routerdc::stages::train::folder;
 
-use super::embed::TorchEmbedder;
+use super::embed::{TorchEmbedder, cpu_workers};
 use super::route::{FolderRouter, folder_encoder, load_folder};
 use super::train::checkpoint::{LoadedRouter, load_router};
 use crate::torch::model::network::Encoder;
 
-/// Most texts in one encoder pass (a service batch is split into passes of texts of similar
-/// length, [`length_passes`]).
+/// Most texts in one encoder pass.
 const PASS: usize = 32;
 
 pub fn run_serve(config: &ServeConfig, quiet: bool) -> Result<()> {
@@ -48,20 +53,79 @@ pub fn run_serve(config: &ServeConfig, quiet: bool) -> Result<()> {
     routerdc::serve::run(config, loader, quiet)
 }
 
-/// One batch at a time, on every core. A thread count set on the main thread did not reach the
-/// batching thread (it scored on one core: 80-token decisions took 24 ms instead of 16.5), so
-/// the thread that scores sets it.
-fn on_all_cores() {
+/// A batch's passes: texts of the same token length together (at most [`PASS`]), longest
+/// first, so nothing is padded.
+fn exact_passes(lengths: &[usize]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+    order
+        .chunk_by(|&a, &b| lengths[a] == lengths[b])
+        .flat_map(|same| same.chunks(PASS))
+        .map(<[usize]>::to_vec)
+        .collect()
+}
+
+/// Passes encoded by the scoring threads at once.
+struct Shared<F>(F);
+
+// SAFETY: `run_passes` is given closures of `RouterdcDecider::scores` and
+// `FolderDecider::embed` only. They run forward passes without gradients of one encoder (and
+// the router's similarities), which read the weights and write tensors of their own:
+// libtorch's tensors may be read from several threads at once (atomic reference counts, no
+// autograd state recorded on the weights), as `embed`'s workers do; int8 packed weights are
+// read-only too.
+unsafe impl<F> Sync for Shared<F> {}
+
+/// `encode` of every pass, in the passes' order: one pass on this thread with every core; more
+/// shared out between one-core workers ([`cpu_workers`]), each taking the next pass (longest
+/// first) when it is free.
+fn run_passes<T: Send>(passes: &[Vec<usize>], encode: impl Fn(&[usize]) -> Result<T>) -> Result<Vec<T>> {
     thread_local! {
-        static SET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        /// Whether libtorch (and MKL, whose setting is global) is set to every core for this
+        /// thread. A thread count set on the main thread does not reach the batching thread
+        /// (it scored on one core: 80-token decisions took 24 ms instead of 16.5), and the
+        /// workers set one.
+        static ON_ALL_CORES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
-    SET.with(|set| {
-        if !set.get() {
-            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    static CPU: std::sync::OnceLock<(usize, (usize, usize))> = std::sync::OnceLock::new();
+    let (cores, (workers, threads)) =
+        *CPU.get_or_init(|| (std::thread::available_parallelism().map_or(1, std::num::NonZero::get), cpu_workers(0)));
+    if passes.len() < 2 || workers < 2 {
+        if !ON_ALL_CORES.get() {
             tch::set_num_threads(cores as i32);
-            set.set(true);
+            ON_ALL_CORES.set(true);
+        }
+        return passes.iter().map(|pass| encode(pass)).collect();
+    }
+    ON_ALL_CORES.set(false);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let shared = Shared(encode);
+    let mut done: Vec<Option<Result<T>>> = passes.iter().map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let running: Vec<_> = (0..workers.min(passes.len()))
+            .map(|_| {
+                let (shared, next) = (&shared, &next);
+                scope.spawn(move || {
+                    tch::set_num_threads(threads as i32);
+                    let mut results = Vec::new();
+                    loop {
+                        let p = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if p >= passes.len() {
+                            break results;
+                        }
+                        results.push((p, (shared.0)(&passes[p])));
+                    }
+                })
+            })
+            .collect();
+        for handle in running {
+            match handle.join() {
+                Ok(results) => results.into_iter().for_each(|(p, result)| done[p] = Some(result)),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
         }
     });
+    done.into_iter().map(|result| result.unwrap_or_else(|| unreachable!("every pass has a worker"))).collect()
 }
 
 /// The router at `path`: a router folder (`router.json`), or a RouterDC checkpoint (a folder
@@ -103,14 +167,17 @@ impl Decide for RouterdcDecider {
     }
 
     fn scores(&mut self, texts: &[&str]) -> Result<Vec<Vec<f64>>> {
-        on_all_cores();
         let ids = self.loaded.tokenizer.encode(texts)?;
         let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
-        let mut scores = vec![Vec::new(); texts.len()];
-        for pass in length_passes(&lengths, PASS) {
+        let passes = exact_passes(&lengths);
+        let loaded = &self.loaded;
+        let probabilities = run_passes(&passes, |pass| {
             let batch: Vec<Vec<u32>> = pass.iter().map(|&i| ids[i].clone()).collect();
-            let h = self.loaded.router.encode_all(&batch, (pass.len(), 0), self.loaded.pad, self.loaded.device);
-            for (&row, probabilities) in pass.iter().zip(self.loaded.probabilities_of(&h)?) {
+            loaded.probabilities_of(&loaded.router.encode_all(&batch, (pass.len(), 0), loaded.pad, loaded.device))
+        })?;
+        let mut scores = vec![Vec::new(); texts.len()];
+        for (pass, probabilities) in passes.iter().zip(probabilities) {
+            for (&row, probabilities) in pass.iter().zip(probabilities) {
                 scores[row] = probabilities;
             }
         }
@@ -147,15 +214,19 @@ impl FolderDecider {
         Ok(FolderDecider { encoder, pooling: options.pooling, router, k: file.k, info })
     }
 
-    /// `[texts × dim]`: the texts in passes of similar length.
+    /// `[texts × dim]`: the texts in passes of one length.
     fn embed(&self, texts: &[&str]) -> Result<Array2<f32>> {
         let ids = self.encoder.tokenizer.encode(texts)?;
         let dim = self.encoder.config.hidden_size as usize;
         let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
-        let mut vectors = Array2::<f32>::zeros((texts.len(), dim));
-        for pass in length_passes(&lengths, PASS) {
+        let passes = exact_passes(&lengths);
+        let (encoder, pooling) = (&self.encoder, self.pooling);
+        let flat = run_passes(&passes, |pass| {
             let batch: Vec<&[u32]> = pass.iter().map(|&i| ids[i].as_slice()).collect();
-            let flat = TorchEmbedder::embed_one(&self.encoder, self.pooling, &batch)?;
+            TorchEmbedder::embed_one(encoder, pooling, &batch)
+        })?;
+        let mut vectors = Array2::<f32>::zeros((texts.len(), dim));
+        for (pass, flat) in passes.iter().zip(flat) {
             for (&row, vector) in pass.iter().zip(flat.chunks(dim)) {
                 vectors.row_mut(row).assign(&ndarray::ArrayView1::from(vector));
             }
@@ -170,7 +241,6 @@ impl Decide for FolderDecider {
     }
 
     fn scores(&mut self, texts: &[&str]) -> Result<Vec<Vec<f64>>> {
-        on_all_cores();
         self.router.scores(self.embed(texts)?, self.k)
     }
 }
