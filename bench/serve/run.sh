@@ -10,7 +10,8 @@
 # and the service's RSS at start and end.
 # QUANTIZE=int8 serves the encoder in int8 (`quantize = "int8"`) and adds a second Python
 # baseline with its encoder through PyTorch's quantize_dynamic.
-# Usage: ROUTERDC_DATA=../shared/routerdc-data bench/serve/run.sh   (DURATION=20 SOAK=300;
+# Then concurrency 32 again with the servers taking turns (PAIRS rounds), the ratio from those.
+# Usage: ROUTERDC_DATA=../shared/routerdc-data bench/serve/run.sh   (DURATION=20 SOAK=300 PAIRS=3;
 # SOAK_ONLY=R skips the comparison and soaks at R requests/s; QUANTIZE=none)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -19,6 +20,7 @@ cache="${ROUTERDC_CACHE:-$HOME/.cache/routerdc}"
 work="${BENCH_DIR:-/tmp/routerdc-bench-serve}"
 duration="${DURATION:-20}"
 soak="${SOAK:-300}"
+pairs="${PAIRS:-3}"
 quantize="${QUANTIZE:-none}"
 threads="$(nproc)"
 oha="$cache/tools/bin/oha"
@@ -132,6 +134,43 @@ for c in 1 8 32; do load http://127.0.0.1:18185/v1/route "$work/route.jsonl" "$c
 kill "$baseline_pid" && wait "$baseline_pid" 2>/dev/null || true
 echo "same decision on $(paste -d' ' "$work/routerdc.decisions" "$work/baseline.decisions" | awk '$1 == $2' | wc -l) of 300 queries"
 done
+
+# This machine's speed drifts (up to 2x within minutes), so the ratio at concurrency 32 is also
+# taken from runs that take turns: every server up at once (each idle while another is loaded),
+# PAIRS rounds of DURATION seconds each, and the ratio of the summed throughputs.
+echo "== concurrency 32, taking turns ($pairs rounds)"
+"$bin" serve --router "$work/mlp" --config "$work/serve.toml" --listen 127.0.0.1:18180 2> "$work/serve.log" &
+serve_pid=$!
+wait_for "$work/serve.log" "listening on"
+ports=(18180)
+baseline_pids=()
+for precision in $baselines; do
+  port=$((18185 + ${#ports[@]}))
+  PYTHONPATH="$pydeps" "$python" bench/serve/baseline.py "$work/mlp" "$encoder" "$port" "$threads" "$precision" \
+    2> "$work/baseline-$precision.log" &
+  baseline_pids+=($!)
+  for _ in $(seq 600); do curl -s -o /dev/null "http://127.0.0.1:$port/docs" && break; sleep 0.2; done
+  ports+=("$port")
+done
+names=(routerdc ${baselines//none/float32})
+for port in "${ports[@]}"; do duration=5 load "http://127.0.0.1:$port/v1/route" "$work/route.jsonl" 32 > /dev/null; done
+for round in $(seq "$pairs"); do
+  for i in "${!ports[@]}"; do
+    printf 'round %s, %s: %s\n' "$round" "${names[$i]}" "$(load "http://127.0.0.1:${ports[$i]}/v1/route" "$work/route.jsonl" 32)"
+  done
+done | tee "$work/turns.txt"
+"$python" - "$work/turns.txt" <<'PY'
+import collections, re, sys
+total = collections.Counter()
+for line in open(sys.argv[1]):
+    name, rate = re.match(r"round \d+, (\S+): c=32: ([0-9.]+) req/s", line).groups()
+    total[name] += float(rate)
+for name in total:
+    if name != "routerdc":
+        print(f"routerdc / Python ({name}): {total['routerdc'] / total[name]:.2f}x (sum of the rounds' req/s)")
+PY
+kill -TERM "$serve_pid" && wait "$serve_pid"
+kill "${baseline_pids[@]}" && wait "${baseline_pids[@]}" 2>/dev/null || true
 fi
 
 echo "== soak: ${soak} s at 80% of routerdc's throughput at 32, after 30 s of the same load"
