@@ -558,7 +558,9 @@ fn texts_scored_together_get_what_each_gets_alone() {
     let temp = tempfile::tempdir().unwrap();
     let out = routerdc_checkpoint(temp.path());
     let config = temp.path().join("serve.toml");
-    // A batch waits up to half a second for up to six texts, so the six sent at once share one.
+    // Of the six sent at once, the first may go alone (the batch before it held one text); the
+    // others queue while it is scored and share batches of up to six, which wait up to half a
+    // second for as many texts as the batch before held.
     std::fs::write(&config, "[batch]\nmax_size = 6\nmax_wait_us = 500000\n").unwrap();
     let server = Server::start(&out, &config, &[]);
     let runtime = runtime();
