@@ -69,6 +69,16 @@ wait_for() { # LOG TEXT
   for _ in $(seq 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
   cat "$1"; return 1
 }
+start_serve() { # CONFIG LOG: routerdc serve on 18180, ready; its pid in serve_pid
+  "$bin" serve --router "$work/mlp" --config "$1" --listen 127.0.0.1:18180 2> "$2" &
+  serve_pid=$!
+  wait_for "$2" "listening on"
+}
+start_baseline() { # PRECISION PORT LOG: the Python server, ready; its pid in baseline_pid
+  PYTHONPATH="$pydeps" "$python" bench/serve/baseline.py "$work/mlp" "$encoder" "$2" "$threads" "$1" 2> "$3" &
+  baseline_pid=$!
+  for _ in $(seq 600); do curl -s -o /dev/null "http://127.0.0.1:$2/docs" && break; sleep 0.2; done
+}
 decisions() { # URL OUT: the chosen model of the first 300 queries, one request at a time
   "$python" - "$1" "$work/route.jsonl" "$2" <<'PY'
 import json, sys, urllib.request
@@ -90,9 +100,7 @@ wait_for "$work/upstream.log" "fake upstream"
 echo "machine: $threads cores; routerdc: $("$bin" --version); $("$oha" --version)"
 
 echo "== routerdc serve (MLP router, default encoder, quantize = $quantize)"
-"$bin" serve --router "$work/mlp" --config "$work/serve.toml" --listen 127.0.0.1:18180 2> "$work/serve.log" &
-serve_pid=$!
-wait_for "$work/serve.log" "listening on"
+start_serve "$work/serve.toml" "$work/serve.log"
 decisions http://127.0.0.1:18180/v1/route "$work/routerdc.decisions"
 for c in 1 8 32; do load http://127.0.0.1:18180/v1/route "$work/route.jsonl" "$c"; done | tee "$work/routerdc.txt"
 echo "chat completions through the proxy (upstream answers at once):"
@@ -125,10 +133,7 @@ baselines=none
 [ "$quantize" = none ] || baselines="none $quantize"
 for precision in $baselines; do
 echo "== Python baseline (FastAPI + uvicorn + HF transformers, same encoder and head; encoder in $precision)"
-PYTHONPATH="$pydeps" "$python" bench/serve/baseline.py "$work/mlp" "$encoder" 18185 "$threads" "$precision" \
-  2> "$work/baseline.log" &
-baseline_pid=$!
-for _ in $(seq 600); do curl -s -o /dev/null http://127.0.0.1:18185/docs && break; sleep 0.2; done
+start_baseline "$precision" 18185 "$work/baseline.log"
 decisions http://127.0.0.1:18185/v1/route "$work/baseline.decisions"
 for c in 1 8 32; do load http://127.0.0.1:18185/v1/route "$work/route.jsonl" "$c"; done
 kill "$baseline_pid" && wait "$baseline_pid" 2>/dev/null || true
@@ -139,17 +144,13 @@ done
 # taken from runs that take turns: every server up at once (each idle while another is loaded),
 # PAIRS rounds of DURATION seconds each, and the ratio of the summed throughputs.
 echo "== concurrency 32, taking turns ($pairs rounds)"
-"$bin" serve --router "$work/mlp" --config "$work/serve.toml" --listen 127.0.0.1:18180 2> "$work/serve.log" &
-serve_pid=$!
-wait_for "$work/serve.log" "listening on"
+start_serve "$work/serve.toml" "$work/serve.log"
 ports=(18180)
 baseline_pids=()
 for precision in $baselines; do
   port=$((18185 + ${#ports[@]}))
-  PYTHONPATH="$pydeps" "$python" bench/serve/baseline.py "$work/mlp" "$encoder" "$port" "$threads" "$precision" \
-    2> "$work/baseline-$precision.log" &
-  baseline_pids+=($!)
-  for _ in $(seq 600); do curl -s -o /dev/null "http://127.0.0.1:$port/docs" && break; sleep 0.2; done
+  start_baseline "$precision" "$port" "$work/baseline-$precision.log"
+  baseline_pids+=("$baseline_pid")
   ports+=("$port")
 done
 names=(routerdc ${baselines//none/float32})
@@ -175,9 +176,7 @@ fi
 
 echo "== soak: ${soak} s at 80% of routerdc's throughput at 32, after 30 s of the same load"
 rate="$(sed -n 's/^c=32: \([0-9.]*\) req.*/\1/p' "$work/routerdc.txt" | awk '{printf "%d", $1 * 0.8}')"
-"$bin" serve --router "$work/mlp" --config "$work/soak.toml" --listen 127.0.0.1:18180 2> "$work/soak.log" &
-serve_pid=$!
-wait_for "$work/soak.log" "listening on"
+start_serve "$work/soak.toml" "$work/soak.log"
 echo "RSS at start: $(ps -o rss= -p "$serve_pid") KiB"
 duration=30 load http://127.0.0.1:18180/v1/route "$work/route.jsonl" 32 -q "$rate" > /dev/null
 echo "RSS after warm-up: $(ps -o rss= -p "$serve_pid") KiB"

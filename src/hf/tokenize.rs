@@ -82,11 +82,15 @@ fn spm_options(dir: &Path) -> SpmOptions {
     SpmOptions { do_lower_case: flag("do_lower_case"), split_by_punct: flag("split_by_punct") }
 }
 
+/// At most a quarter more tokens padded than held: what evaluations and routing allow a pass.
+pub const QUARTER_PADDING: usize = 25;
+
 /// Encoder passes over texts of `lengths` tokens: indices sorted longest first and cut so that a
-/// pass holds at most `max_rows` texts and pads at most a quarter more tokens than it holds (a
-/// pass costs as much as its longest text times its rows). A service's batch of texts of mixed
-/// lengths becomes a few passes of similar lengths instead of one padded to the longest.
-pub fn length_passes(lengths: &[usize], max_rows: usize) -> Vec<Vec<usize>> {
+/// pass holds at most `max_rows` texts and pads at most `padding_percent` more tokens than it
+/// holds (a pass costs as much as its longest text times its rows). Texts of mixed lengths become
+/// a few passes of similar lengths instead of one padded to the longest; with 0, only texts of
+/// one length share a pass and nothing is padded.
+pub fn length_passes(lengths: &[usize], max_rows: usize, padding_percent: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
     let mut passes: Vec<Vec<usize>> = Vec::new();
@@ -94,7 +98,8 @@ pub fn length_passes(lengths: &[usize], max_rows: usize) -> Vec<Vec<usize>> {
     for index in order {
         let fits = passes.last().is_some_and(|pass| {
             let longest = lengths[pass[0]];
-            pass.len() < max_rows.max(1) && 4 * longest * (pass.len() + 1) <= 5 * (tokens + lengths[index])
+            pass.len() < max_rows.max(1)
+                && 100 * longest * (pass.len() + 1) <= (100 + padding_percent) * (tokens + lengths[index])
         });
         if fits {
             tokens += lengths[index];
@@ -111,12 +116,12 @@ pub fn length_passes(lengths: &[usize], max_rows: usize) -> Vec<Vec<usize>> {
 
 #[cfg(test)]
 mod tests {
-    use super::length_passes;
+    use super::{QUARTER_PADDING, length_passes};
 
     #[test]
     fn passes_group_similar_lengths_and_cover_every_text_once() {
         let lengths = [10, 500, 12, 11, 480, 9, 200, 10];
-        let passes = length_passes(&lengths, 3);
+        let passes = length_passes(&lengths, 3, QUARTER_PADDING);
         let mut seen: Vec<usize> = passes.iter().flatten().copied().collect();
         seen.sort_unstable();
         assert_eq!(seen, (0..lengths.len()).collect::<Vec<_>>());
@@ -129,6 +134,9 @@ mod tests {
         assert_eq!(passes[0], [1, 4]);
         assert_eq!(passes[1], [6]);
         assert_eq!(passes.len(), 4);
-        assert!(length_passes(&[], 8).is_empty());
+        assert!(length_passes(&[], 8, QUARTER_PADDING).is_empty());
+        // No padding: only equal lengths together (10 and 10, in their order), at most 3 a pass.
+        let exact = length_passes(&[10, 500, 10, 11, 10, 10, 9], 3, 0);
+        assert_eq!(exact, vec![vec![1], vec![3], vec![0, 2, 4], vec![5], vec![6]]);
     }
 }

@@ -15,6 +15,7 @@ use ndarray::Array2;
 use tch::Device;
 
 use routerdc::error::{Error, Result};
+use routerdc::hf::tokenize::length_passes;
 use routerdc::hf::{self, Pooling, Quantize};
 use routerdc::serve::{Decide, RouterInfo, ServeConfig};
 use routerdc::stages::embed::DeviceChoice;
@@ -27,6 +28,11 @@ use crate::torch::model::network::Encoder;
 
 /// Most texts in one encoder pass.
 const PASS: usize = 32;
+
+/// A batch's passes: texts of one token length together, longest first, nothing padded.
+fn exact_passes(lengths: &[usize]) -> Vec<Vec<usize>> {
+    length_passes(lengths, PASS, 0)
+}
 
 pub fn run_serve(config: &ServeConfig, quiet: bool) -> Result<()> {
     // oneDNN keeps a compiled primitive per tensor shape, up to 1,024 of them; a service sees
@@ -51,18 +57,6 @@ pub fn run_serve(config: &ServeConfig, quiet: bool) -> Result<()> {
     }
     let loader: routerdc::serve::Loader = Arc::new(|path: &Path, precision: Quantize| load(path, precision));
     routerdc::serve::run(config, loader, quiet)
-}
-
-/// A batch's passes: texts of the same token length together (at most [`PASS`]), longest
-/// first, so nothing is padded.
-fn exact_passes(lengths: &[usize]) -> Vec<Vec<usize>> {
-    let mut order: Vec<usize> = (0..lengths.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
-    order
-        .chunk_by(|&a, &b| lengths[a] == lengths[b])
-        .flat_map(|same| same.chunks(PASS))
-        .map(<[usize]>::to_vec)
-        .collect()
 }
 
 /// Passes encoded by the scoring threads at once.

@@ -13,7 +13,7 @@
 
 use tch::{Kind, Tensor, nn};
 
-use routerdc::hf::tokenize::length_passes;
+use routerdc::hf::tokenize::{QUARTER_PADDING, length_passes};
 use routerdc::hf::{EncoderConfig, Pooling};
 use routerdc::routing::{LlmChoice, PairChoice, Similarity};
 
@@ -86,7 +86,7 @@ impl Router {
 /// `max_tokens` padded tokens (0: no cap; at least one query), so that a pass of long queries
 /// does not hold `max_rows` of them.
 pub fn encoding_passes(lengths: &[usize], max_rows: usize, max_tokens: usize) -> Vec<Vec<usize>> {
-    length_passes(lengths, max_rows)
+    length_passes(lengths, max_rows, QUARTER_PADDING)
         .into_iter()
         .flat_map(|pass| {
             let rows = match max_tokens {
