@@ -11,6 +11,7 @@
 #      out of it), beside task_best, the best single LLM and the oracle, with the bootstrap verdict.
 #   4. the step time of bench/train/reference_loop.py (HF + PyTorch, padded to 512), same batch.
 # Usage: ROUTERDC_DATA=../shared/routerdc-data bench/train/paper.sh [STEPS] [REFERENCE_STEPS]
+# EXTRA="--task-weight 1" adds settings to run 1 (the fine-tuned router) alone.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 source bench/common.sh
@@ -22,9 +23,10 @@ paper_train_test "$work"
 echo "machine: $(nproc) cores; encoder: $encoder; $(date -u +%FT%TZ)"
 common=(--train "$work/train" --test "$work/test" --steps "$steps" "${paper_settings[@]}")
 
-echo "== 1. encoder trained, lr 5e-5, τ 1, $steps steps"
+read -r -a extra <<<"${EXTRA:-}"
+echo "== 1. encoder trained, lr 5e-5, τ 1, $steps steps ${extra[*]}"
 start=$(date +%s.%N)
-"$bin" train "${common[@]}" "${paper_trained[@]}" --out "$work/trained" \
+"$bin" train "${common[@]}" "${paper_trained[@]}" "${extra[@]}" --out "$work/trained" \
   2> >(tee "$work/trained.log" | grep --line-buffered -E "^step|trained" >&2)
 echo "wall: $(echo "$(date +%s.%N) - $start" | bc) s"
 
