@@ -9,6 +9,9 @@ bench_venv="${ROUTERDC_CACHE:-$HOME/.cache/routerdc}/bench-venv"
 [ -x "$bench_venv/bin/python" ] || python3 -m venv "$bench_venv"
 pyarrow_python="$bench_venv/bin/python"
 "$pyarrow_python" -c 'import pandas, pyarrow' 2>/dev/null || "$pyarrow_python" -m pip install --quiet pandas pyarrow
+# setup.sh writes the git-ignored .cargo/config.toml (libtorch, the shared target dir); without
+# it a fresh checkout would build everything again into ./target.
+[ -f .cargo/config.toml ] || scripts/setup.sh
 cargo build --release --locked --quiet
 bin="$(cargo metadata --format-version 1 --no-deps | "$python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/routerdc"
 encoder="$("$bin" doctor | sed -n 's/.*default encoder *//p')"
