@@ -101,21 +101,64 @@ pub fn cpu_workers(requested: usize) -> (usize, usize) {
     (workers, (cores / workers).max(1))
 }
 
-/// One encoder that several worker threads run at once.
-struct Shared<'a>(&'a Encoder);
-
-impl Shared<'_> {
-    fn get(&self) -> &Encoder {
-        self.0
-    }
+/// `work(i)` for every `i < count`, shared out between `workers` scoped threads that each take
+/// the next index when free (so items sorted longest first start longest first); the results in
+/// index order. After a failure no further item starts. `threads`: the libtorch threads each
+/// worker sets for itself (`None` leaves libtorch's setting as it is).
+///
+/// # Safety
+/// `work` runs on several threads at once although it need not be `Sync`: it may only run
+/// forward passes without gradients of shared encoder weights, reading them and writing tensors
+/// of its own. libtorch's tensors may be read from several threads at once (atomic reference
+/// counts; no-grad passes record no autograd state on the weights), as PyTorch's own
+/// multi-threaded inference on one module does; int8 packed weights are read-only too.
+pub unsafe fn on_workers<T: Send>(
+    count: usize,
+    workers: usize,
+    threads: Option<usize>,
+    work: impl Fn(usize) -> Result<T>,
+) -> Result<Vec<T>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    struct Shared<F>(F);
+    // SAFETY: the caller's promise above.
+    unsafe impl<F> Sync for Shared<F> {}
+    let (work, next) = (Shared(work), AtomicUsize::new(0));
+    let mut done: Vec<Option<Result<T>>> = (0..count).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let running: Vec<_> = (0..workers.clamp(1, count.max(1)))
+            .map(|_| {
+                let (work, next) = (&work, &next);
+                scope.spawn(move || {
+                    if let Some(threads) = threads {
+                        tch::set_num_threads(threads as i32);
+                    }
+                    let mut results = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        if index >= count {
+                            break results;
+                        }
+                        let result = (work.0)(index);
+                        if result.is_err() {
+                            // Stop every worker after its current item.
+                            next.store(count, Ordering::Relaxed);
+                        }
+                        results.push((index, result));
+                    }
+                })
+            })
+            .collect();
+        for handle in running {
+            // A worker that panicked is a failure, not an empty result.
+            if let Ok(results) = handle.join() {
+                results.into_iter().for_each(|(index, result)| done[index] = Some(result));
+            }
+        }
+    });
+    done.into_iter()
+        .map(|result| result.unwrap_or_else(|| Err(Error::failed("An encoder worker failed", "an item was not run"))))
+        .collect()
 }
-
-// SAFETY: the workers only run `TorchEmbedder::embed_one`: forward passes without gradients,
-// which read the weights and write tensors of their own. libtorch's tensors may be read from
-// several threads at once (their reference counts are atomic; no-grad passes record no autograd
-// state on the weights), as PyTorch's own multi-threaded inference on one module does; the int8
-// packed weights are read-only too (`Int8Linear`).
-unsafe impl Sync for Shared<'_> {}
 
 impl Embedder for TorchEmbedder {
     fn dim(&self) -> usize {
@@ -123,45 +166,18 @@ impl Embedder for TorchEmbedder {
     }
 
     fn embed_batches(&mut self, batches: &[Vec<&[u32]>], done: &(dyn Fn(usize) + Sync)) -> Result<Vec<Vec<f32>>> {
-        use std::sync::Mutex;
         if batches.is_empty() {
             return Ok(Vec::new());
         }
-        let workers = self.worker_count;
-        let pooling = self.options.pooling;
-        let encoder = Shared(self.load_encoder()?);
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let next = AtomicUsize::new(0);
-        let results: Mutex<Vec<Option<Result<Vec<f32>>>>> = Mutex::new((0..batches.len()).map(|_| None).collect());
-        std::thread::scope(|scope| {
-            for _ in 0..workers {
-                let (next, results, encoder) = (&next, &results, &encoder);
-                scope.spawn(move || {
-                    loop {
-                        let index = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(batch) = batches.get(index) else { break };
-                        let result = Self::embed_one(encoder.get(), pooling, batch);
-                        let failed = result.is_err();
-                        if let Ok(mut results) = results.lock() {
-                            results[index] = Some(result);
-                        }
-                        done(batch.len());
-                        if failed {
-                            // Stop every worker after the current batch.
-                            next.store(batches.len(), Ordering::Relaxed);
-                        }
-                    }
-                });
-            }
-        });
-        // A worker that panicked poisons the lock: that is a failure, not an empty result.
-        let results = results
-            .into_inner()
-            .map_err(|_| Error::failed("An embedding worker failed", "a worker thread panicked"))?;
-        results
-            .into_iter()
-            .map(|result| result.unwrap_or_else(|| Err(Error::input("an embedding batch was not run", ""))))
-            .collect()
+        let (workers, pooling) = (self.worker_count, self.options.pooling);
+        let encoder = self.load_encoder()?;
+        let embed = |index: usize| {
+            let result = Self::embed_one(encoder, pooling, &batches[index]);
+            done(batches[index].len());
+            result
+        };
+        // SAFETY: `embed_one` is a forward pass without gradients (`on_workers`'s contract).
+        unsafe { on_workers(batches.len(), workers, None, embed) }
     }
 }
 

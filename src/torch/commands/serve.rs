@@ -21,7 +21,7 @@ use routerdc::serve::{Decide, RouterInfo, ServeConfig};
 use routerdc::stages::embed::DeviceChoice;
 use routerdc::stages::train::folder;
 
-use super::embed::{TorchEmbedder, cpu_workers};
+use super::embed::{TorchEmbedder, cpu_workers, on_workers};
 use super::route::{FolderRouter, folder_encoder, load_folder};
 use super::train::checkpoint::{LoadedRouter, load_router};
 use crate::torch::model::network::Encoder;
@@ -59,21 +59,14 @@ pub fn run_serve(config: &ServeConfig, quiet: bool) -> Result<()> {
     routerdc::serve::run(config, loader, quiet)
 }
 
-/// Passes encoded by the scoring threads at once.
-struct Shared<F>(F);
-
-// SAFETY: `run_passes` is given closures of `RouterdcDecider::scores` and
-// `FolderDecider::embed` only. They run forward passes without gradients of one encoder (and
-// the router's similarities), which read the weights and write tensors of their own:
-// libtorch's tensors may be read from several threads at once (atomic reference counts, no
-// autograd state recorded on the weights), as `embed`'s workers do; int8 packed weights are
-// read-only too.
-unsafe impl<F> Sync for Shared<F> {}
-
 /// `encode` of every pass, in the passes' order: one pass on this thread with every core; more
 /// shared out between one-core workers ([`cpu_workers`]), each taking the next pass (longest
 /// first) when it is free.
-fn run_passes<T: Send>(passes: &[Vec<usize>], encode: impl Fn(&[usize]) -> Result<T>) -> Result<Vec<T>> {
+///
+/// # Safety
+/// As [`on_workers`]: `encode` may only run forward passes without gradients of one encoder
+/// (and the router's similarities).
+unsafe fn run_passes<T: Send>(passes: &[Vec<usize>], encode: impl Fn(&[usize]) -> Result<T>) -> Result<Vec<T>> {
     thread_local! {
         /// Whether libtorch (and MKL, whose setting is global) is set to every core for this
         /// thread. A thread count set on the main thread does not reach the batching thread
@@ -92,34 +85,8 @@ fn run_passes<T: Send>(passes: &[Vec<usize>], encode: impl Fn(&[usize]) -> Resul
         return passes.iter().map(|pass| encode(pass)).collect();
     }
     ON_ALL_CORES.set(false);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let shared = Shared(encode);
-    let mut done: Vec<Option<Result<T>>> = passes.iter().map(|_| None).collect();
-    std::thread::scope(|scope| {
-        let running: Vec<_> = (0..workers.min(passes.len()))
-            .map(|_| {
-                let (shared, next) = (&shared, &next);
-                scope.spawn(move || {
-                    tch::set_num_threads(threads as i32);
-                    let mut results = Vec::new();
-                    loop {
-                        let p = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if p >= passes.len() {
-                            break results;
-                        }
-                        results.push((p, (shared.0)(&passes[p])));
-                    }
-                })
-            })
-            .collect();
-        for handle in running {
-            match handle.join() {
-                Ok(results) => results.into_iter().for_each(|(p, result)| done[p] = Some(result)),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-    });
-    done.into_iter().map(|result| result.unwrap_or_else(|| unreachable!("every pass has a worker"))).collect()
+    // SAFETY: the caller's promise, passed on.
+    unsafe { on_workers(passes.len(), workers, Some(threads), |index| encode(&passes[index])) }
 }
 
 /// The router at `path`: a router folder (`router.json`), or a RouterDC checkpoint (a folder
@@ -165,10 +132,12 @@ impl Decide for RouterdcDecider {
         let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
         let passes = exact_passes(&lengths);
         let loaded = &self.loaded;
-        let probabilities = run_passes(&passes, |pass| {
+        let encode = |pass: &[usize]| {
             let batch: Vec<Vec<u32>> = pass.iter().map(|&i| ids[i].clone()).collect();
             loaded.probabilities_of(&loaded.router.encode_all(&batch, (pass.len(), 0), loaded.pad, loaded.device))
-        })?;
+        };
+        // SAFETY: `encode_all` runs without gradients, then the router's similarities.
+        let probabilities = unsafe { run_passes(&passes, encode) }?;
         let mut scores = vec![Vec::new(); texts.len()];
         for (pass, probabilities) in passes.iter().zip(probabilities) {
             for (&row, probabilities) in pass.iter().zip(probabilities) {
@@ -215,10 +184,12 @@ impl FolderDecider {
         let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
         let passes = exact_passes(&lengths);
         let (encoder, pooling) = (&self.encoder, self.pooling);
-        let flat = run_passes(&passes, |pass| {
+        let embed = |pass: &[usize]| {
             let batch: Vec<&[u32]> = pass.iter().map(|&i| ids[i].as_slice()).collect();
             TorchEmbedder::embed_one(encoder, pooling, &batch)
-        })?;
+        };
+        // SAFETY: `embed_one` is a forward pass without gradients.
+        let flat = unsafe { run_passes(&passes, embed) }?;
         let mut vectors = Array2::<f32>::zeros((texts.len(), dim));
         for (pass, flat) in passes.iter().zip(flat) {
             for (&row, vector) in pass.iter().zip(flat.chunks(dim)) {
