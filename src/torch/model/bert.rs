@@ -38,12 +38,7 @@ impl Bert {
             })
             .collect();
         Bert {
-            word_embeddings: nn::embedding(
-                &embeddings / "word_embeddings",
-                config.vocab_size,
-                hidden,
-                Default::default(),
-            ),
+            word_embeddings: super::layers::token_embedding(&embeddings / "word_embeddings", config.vocab_size, hidden),
             position_embeddings: nn::embedding(
                 &embeddings / "position_embeddings",
                 config.max_position_embeddings,

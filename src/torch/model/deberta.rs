@@ -76,7 +76,7 @@ impl Deberta {
             })
             .collect();
         Deberta {
-            word_embeddings: embedding("word_embeddings", config.vocab_size),
+            word_embeddings: super::layers::token_embedding(&embeddings / "word_embeddings", config.vocab_size, width),
             position_embeddings: config
                 .position_biased_input
                 .then(|| embedding("position_embeddings", config.max_position_embeddings)),

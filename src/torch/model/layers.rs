@@ -101,6 +101,16 @@ pub fn linear(dense: &Dense, x: &Tensor) -> Tensor {
     x.to_kind(Kind::BFloat16).linear(&half(&layer.ws), layer.bs.as_ref().map(half).as_ref()).to_kind(Kind::Float)
 }
 
+/// The token embeddings `W_tok` (`rows` tokens × `width`), with a sparse gradient: the rows of
+/// the tokens a pass used. A dense one is a zero tensor of the whole vocabulary per pass, and
+/// another to add it: 47 MB each for MiniLM (30,522 × 384), 768 MB for mdeberta-v3-base
+/// (250,102 × 768). Measured with torch on one core, three passes of 1,000 tokens into
+/// MiniLM's table cost 129 ms dense against 10 ms sparse (a fine-tuning step runs six or so).
+/// Training's AdamW makes it dense once a step.
+pub fn token_embedding(path: nn::Path, rows: i64, width: i64) -> nn::Embedding {
+    nn::embedding(path, rows, width, nn::EmbeddingConfig { sparse: true, ..Default::default() })
+}
+
 pub fn layer_norm(path: &nn::Path, config: &EncoderConfig) -> nn::LayerNorm {
     let settings = nn::LayerNormConfig { eps: config.layer_norm_eps, ..Default::default() };
     nn::layer_norm(path, vec![config.hidden_size], settings)

@@ -4,7 +4,7 @@
 //! must continue exactly where the run stopped. `routerdc-torch adamw` runs it for the parity
 //! test against `torch.optim.AdamW`.
 
-use tch::{Tensor, nn};
+use tch::{Device, Kind, Tensor, nn};
 
 use routerdc::error::Result;
 
@@ -18,6 +18,10 @@ pub struct AdamW {
     pub step: i64,
     /// (name, parameter, first moment, second moment) of every trainable variable.
     slots: Vec<(String, Tensor, Tensor, Tensor)>,
+    /// Two flat buffers as long as the largest parameter, for a step's intermediate results: a
+    /// new 47 MB tensor each (MiniLM's token embeddings) was mapped afresh from the OS, page by
+    /// page, at every step.
+    scratch: [Tensor; 2],
 }
 
 impl AdamW {
@@ -32,6 +36,9 @@ impl AdamW {
     /// AdamW over the given parameters (sorted by name, so the state's order is fixed).
     pub fn over(mut variables: Vec<(String, Tensor)>, learning_rate: f64, weight_decay: f64) -> AdamW {
         variables.sort_by(|a, b| a.0.cmp(&b.0));
+        let largest = variables.iter().map(|(_, p)| p.numel()).max().unwrap_or(0) as i64;
+        let options = variables.first().map_or((Kind::Float, Device::Cpu), |(_, p)| (p.kind(), p.device()));
+        let scratch = [(); 2].map(|()| Tensor::empty([largest], options));
         let slots = variables
             .into_iter()
             .map(|(name, p)| {
@@ -39,7 +46,7 @@ impl AdamW {
                 (name, p, m, v)
             })
             .collect();
-        AdamW { learning_rate, weight_decay, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 0, slots }
+        AdamW { learning_rate, weight_decay, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 0, slots, scratch }
     }
 
     pub fn zero_grad(&mut self) {
@@ -62,18 +69,31 @@ impl AdamW {
                 if !g.defined() {
                     continue;
                 }
+                let shape = p.size();
+                let [dense, work] = &self.scratch;
+                let view = |buffer: &Tensor| buffer.narrow(0, 0, p.numel() as i64).view(shape.as_slice());
+                let (dense, mut work) = (view(dense), view(work));
+                // The token embeddings' gradient is sparse (the rows the step's passes used, see
+                // `token_embedding`); torch's AdamW updates every row, as a dense one does here.
+                let g = if g.is_sparse() {
+                    let mut dense = dense;
+                    let _ = dense.zero_().g_add_(&g);
+                    dense
+                } else {
+                    g
+                };
                 // In place, in the order of torch's single-tensor AdamW (lerp_, addcmul_, then
                 // addcdiv_'s m / denom scaled by the step size; tch binds addcdiv_ without its
-                // value): three temporaries instead of eight, each of them 47 MB for MiniLM's
-                // word embeddings.
+                // value), the intermediate results in `work`.
                 let _ = p.g_mul_scalar_(1.0 - lr * self.weight_decay);
                 let _ = m.lerp_(&g, 1.0 - b1);
-                let _ = v.g_mul_scalar_(b2).addcmul_(&g, &g.g_mul_scalar(1.0 - b2));
-                let mut denom = v.sqrt();
-                let _ = denom.g_div_scalar_(correction2_sqrt).g_add_scalar_(self.eps);
-                let mut update = &*m / &denom;
-                let _ = update.g_mul_scalar_(lr / correction1);
-                let _ = p.g_sub_(&update);
+                let _ = g.mul_scalar_out(&work, 1.0 - b2);
+                let _ = v.g_mul_scalar_(b2).addcmul_(&g, &work);
+                let _ = v.sqrt_out(&work);
+                let _ = work.g_div_scalar_(correction2_sqrt).g_add_scalar_(self.eps);
+                let _ = m.div_out(&work, &work);
+                let _ = work.g_mul_scalar_(lr / correction1);
+                let _ = p.g_sub_(&work);
             }
         });
     }
@@ -95,5 +115,37 @@ impl AdamW {
             v.copy_(saved(&format!("optimizer.v.{name}"))?);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::{Kind, Tensor};
+
+    use super::AdamW;
+
+    /// Token embeddings get a sparse gradient (the rows a pass used, repeated rows and all); two
+    /// steps of AdamW on it move every row as the same gradient made dense does.
+    #[test]
+    fn a_sparse_gradient_updates_as_its_dense_form() {
+        let ids = Tensor::from_slice(&[3i64, 1, 3, 0, 5, 3]);
+        let weights = Tensor::from_slice(&[0.5f32, -1.0, 2.0, 0.25, 1.5, -0.75]).view([6, 1]);
+        let start = Tensor::randn([7, 4], (Kind::Float, tch::Device::Cpu));
+        let run = |sparse: bool| {
+            let table = start.copy().set_requires_grad(true);
+            let mut optimizer = AdamW::over(vec![("table".into(), table.shallow_clone())], 0.1, 0.01);
+            for _ in 0..2 {
+                optimizer.zero_grad();
+                (Tensor::embedding(&table, &ids, -1, false, sparse) * &weights).sum(Kind::Float).backward();
+                assert_eq!(table.grad().is_sparse(), sparse);
+                optimizer.step();
+            }
+            table.detach()
+        };
+        let (sparse, dense) = (run(true), run(false));
+        assert!(sparse.allclose(&dense, 1e-6, 1e-6, false), "{sparse} against {dense}");
+        assert!(!sparse.allclose(&start, 1e-3, 1e-3, false), "AdamW did not move the table");
+        // Rows 2, 4 and 6 got no gradient: weight decay alone moves them.
+        assert!(sparse.get(2).allclose(&(start.get(2) * (1.0 - 0.1 * 0.01) * (1.0 - 0.1 * 0.01)), 1e-6, 1e-6, false));
     }
 }
