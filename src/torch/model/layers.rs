@@ -56,14 +56,19 @@ pub fn dropout(x: &Tensor, p: f64, train: bool) -> Tensor {
     // A draw below `threshold` (of 2³²) drops its element: probability p to within 2⁻³².
     let threshold = (p.min(1.0) * 4_294_967_296.0).round() as u64;
     let keep = if p >= 1.0 { 0.0 } else { (1.0 / (1.0 - p)) as f32 };
-    let mut mask = vec![0f32; x.numel()];
-    for pair in mask.chunks_mut(2) {
+    let mask = Tensor::empty(x.size(), (Kind::Float, Device::Cpu));
+    // SAFETY: `mask` is a new contiguous float32 tensor of `x.numel()` elements on the CPU that
+    // nothing else references; every element is written below before it is read. Written in
+    // place: `Tensor::from_slice` would zero a new tensor and copy a Vec into it, three passes
+    // over fresh memory (an attention mask is B × heads × L × L floats).
+    let values = unsafe { std::slice::from_raw_parts_mut(mask.data_ptr() as *mut f32, x.numel()) };
+    for pair in values.chunks_mut(2) {
         let word = generator.next_u64();
         for (value, bits) in pair.iter_mut().zip([word & 0xFFFF_FFFF, word >> 32]) {
             *value = if bits >= threshold { keep } else { 0.0 };
         }
     }
-    x * Tensor::from_slice(&mask).view(x.size().as_slice())
+    x * mask
 }
 
 /// A Linear layer whose weights are trained in float32 and may be packed for the int8 kernel
@@ -234,9 +239,10 @@ fn attention_with_dropout(
     p: f64,
 ) -> Tensor {
     let scale = scale.unwrap_or(1.0 / (q.size()[3] as f64).sqrt());
-    let scores = q.matmul(&k.transpose(-2, -1)) * scale;
+    let mut scores = q.matmul(&k.transpose(-2, -1)) * scale;
     let scores = match mask {
-        Some(mask) if mask.kind() == Kind::Bool => scores.masked_fill(&mask.logical_not(), f64::NEG_INFINITY),
+        // In place: the product's scaling keeps nothing for its backward pass that this changes.
+        Some(mask) if mask.kind() == Kind::Bool => scores.masked_fill_(&mask.logical_not(), f64::NEG_INFINITY),
         Some(bias) => scores + bias,
         None => scores,
     };
