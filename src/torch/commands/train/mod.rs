@@ -154,6 +154,7 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
     std::fs::create_dir_all(&config.out).map_err(|source| Error::Write { path: config.out.clone(), source })?;
 
     tch::manual_seed(config.seed as i64);
+    passes::keep_freed_memory();
     let mut store = nn::VarStore::new(device);
     let router =
         Router::new(&store.root(), &encoder_config, models.len() as i64, config.similarity, config.temperature);

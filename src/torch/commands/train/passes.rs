@@ -32,6 +32,25 @@ use crate::torch::model::layers::seed_dropout;
 use crate::torch::model::network::pad_batch;
 use crate::torch::model::router::{Router, encoding_passes, unsort};
 
+/// Keeps the memory that a step frees for the next step, in this process (glibc's malloc only).
+///
+/// Why: a step allocates and frees the same activations, hundreds of megabytes, in every pass.
+/// glibc hands memory above its trim threshold back to the OS when it is freed (for the worker
+/// threads' arenas too), and the next pass has it mapped again page by page, each page zeroed
+/// by the kernel: in 11 steps of the paper's configuration about 1.3 million page faults. With
+/// the thresholds raised (blocks under 32 MiB, the most glibc allows, from the heap; nothing
+/// trimmed under 2 GiB) the same run took 0.96 million (`perf stat`, BENCHMARKS.md). The cost
+/// is that the process keeps its peak memory until it ends.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes malloc's parameters; it is called before the workers start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TOP_PAD, 256 << 20);
+    }
+}
+
 /// The seed of one pass's dropout masks: the step's seed and the pass's index, mixed.
 fn pass_seed(step_seed: u64, pass: usize) -> u64 {
     rng::rng(step_seed ^ (pass as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)).next_u64()
