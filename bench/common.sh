@@ -62,3 +62,14 @@ paper_train_test() {
   "$bin" --quiet import --default-split test --out "$1/test" "$d/mmlu_test.json" "$d/gsm8k-test.json" \
     "$d/cmmlu_test.json" "$d/arc_challenge_test.json" "$d/humaneval_test.json" "$d/MATH_prealgebra.json" "$d/mbpp.json"
 }
+
+# paper_step_timing WORK (for step timings): WORK emptied and filled by paper_train_test, with
+# humaneval's test table alone in WORK/humaneval (a short final evaluation); prints the machine
+# line and sets `settings` to the paper's training settings on WORK/train.
+paper_step_timing() {
+  rm -rf "$1" && mkdir -p "$1/humaneval"
+  paper_train_test "$1"
+  cp "$1/test/humaneval_test.parquet" "$1/humaneval/"
+  echo "machine: $(nproc) cores; encoder: $encoder; $(date -u +%FT%TZ)"
+  settings=(--train "$1/train" "${paper_losses[@]}" "${paper_rates[@]}")
+}

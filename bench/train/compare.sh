@@ -17,11 +17,7 @@ pairs="${4:-2}"
 source bench/common.sh
 command -v perf >/dev/null || { echo "compare.sh needs perf (linux-perf)" >&2; exit 2; }
 work="${BENCH_DIR:-/tmp/routerdc-bench-compare}"
-rm -rf "$work" && mkdir -p "$work/humaneval"
-paper_train_test "$work"
-cp "$work/test/humaneval_test.parquet" "$work/humaneval/"
-echo "machine: $(nproc) cores; encoder: $encoder; $(date -u +%FT%TZ)"
-settings=(--train "$work/train" "${paper_losses[@]}" "${paper_rates[@]}")
+paper_step_timing "$work"
 
 run_steps() { # BUILD NAME
   perf stat -e task-clock,page-faults -o "$work/stat-$2" "$1/routerdc" train "${settings[@]}" --test "$work/humaneval" \

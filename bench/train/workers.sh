@@ -13,11 +13,7 @@ source bench/common.sh
 work="${BENCH_DIR:-/tmp/routerdc-bench-workers}"
 steps="${1:-21}"
 pairs="${2:-3}"
-rm -rf "$work" && mkdir -p "$work/humaneval"
-paper_train_test "$work"
-cp "$work/test/humaneval_test.parquet" "$work/humaneval/"
-echo "machine: $(nproc) cores; encoder: $encoder; $(date -u +%FT%TZ)"
-settings=(--train "$work/train" "${paper_losses[@]}" "${paper_rates[@]}")
+paper_step_timing "$work"
 
 run_steps() { # WORKERS
   "$bin" train "${settings[@]}" --test "$work/humaneval" --steps "$steps" --eval-steps 100000 --eval-sample 10 \

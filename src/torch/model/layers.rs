@@ -47,7 +47,7 @@ pub fn seed_dropout(seed: u64) {
 /// word, the scale folded into the mask, and the product is one multiplication that autograd
 /// differentiates as usual. Other devices keep libtorch's kernel.
 pub fn dropout(x: &Tensor, p: f64, train: bool) -> Tensor {
-    if !train || p <= 0.0 || x.device() != Device::Cpu || x.kind() != Kind::Float {
+    if !train || p <= 0.0 || x.device() != Device::Cpu || x.kind() != Kind::Float || x.numel() == 0 {
         return x.dropout(p, train);
     }
     let (seed, draw) = DROPOUT.get();
