@@ -109,9 +109,8 @@ pub fn linear(dense: &Dense, x: &Tensor) -> Tensor {
 /// The token embeddings `W_tok` (`rows` tokens × `width`), with a sparse gradient: the rows of
 /// the tokens a pass used. A dense one is a zero tensor of the whole vocabulary per pass, and
 /// another to add it: 47 MB each for MiniLM (30,522 × 384), 768 MB for mdeberta-v3-base
-/// (250,102 × 768). Measured with torch on one core, three passes of 1,000 tokens into
-/// MiniLM's table cost 129 ms dense against 10 ms sparse (a fine-tuning step runs six or so).
-/// Training's AdamW makes it dense once a step.
+/// (250,102 × 768); a fine-tuning step runs six or so passes. Training's AdamW makes it dense
+/// once a step (BENCHMARKS.md, "train": the page faults this saved).
 pub fn token_embedding(path: nn::Path, rows: i64, width: i64) -> nn::Embedding {
     nn::embedding(path, rows, width, nn::EmbeddingConfig { sparse: true, ..Default::default() })
 }
