@@ -54,19 +54,30 @@ pub fn dropout(x: &Tensor, p: f64, train: bool) -> Tensor {
     DROPOUT.set((seed, draw + 1));
     let mut generator = rng::rng(seed ^ draw.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     // A draw below `threshold` (of 2³²) drops its element: probability p to within 2⁻³².
-    let threshold = (p.min(1.0) * 4_294_967_296.0).round() as u64;
-    let keep = if p >= 1.0 { 0.0 } else { (1.0 / (1.0 - p)) as f32 };
+    // (With p ≥ 1 every element becomes 0 whatever its draw.)
+    let threshold = (p.min(1.0) * 4_294_967_296.0).round().min(f64::from(u32::MAX)) as u32;
+    let keep = if p >= 1.0 { 0.0f32 } else { (1.0 / (1.0 - p)) as f32 }.to_bits();
     let mask = Tensor::empty(x.size(), (Kind::Float, Device::Cpu));
     // SAFETY: `mask` is a new contiguous float32 tensor of `x.numel()` elements on the CPU that
-    // nothing else references; every element is written below before it is read. Written in
-    // place: `Tensor::from_slice` would zero a new tensor and copy a Vec into it, three passes
-    // over fresh memory (an attention mask is B × heads × L × L floats).
-    let values = unsafe { std::slice::from_raw_parts_mut(mask.data_ptr() as *mut f32, x.numel()) };
-    for pair in values.chunks_mut(2) {
+    // nothing else references; every element is written below before it is read, as the bits
+    // of a draw and then of a float32. Written in place: `Tensor::from_slice` would zero a new
+    // tensor and copy a Vec into it, three passes over fresh memory (an attention mask is
+    // B × heads × L × L floats).
+    let values = unsafe { std::slice::from_raw_parts_mut(mask.data_ptr() as *mut u32, x.numel()) };
+    // Two passes, the draws (the low half of each 64-bit word for the even element, the high
+    // half for the odd one), then the mask from them: the second loop is branch-free and
+    // vectorises, where testing each draw as it came took about 3 ns an element.
+    let mut pairs = values.chunks_exact_mut(2);
+    for pair in &mut pairs {
         let word = generator.next_u64();
-        for (value, bits) in pair.iter_mut().zip([word & 0xFFFF_FFFF, word >> 32]) {
-            *value = if bits >= threshold { keep } else { 0.0 };
-        }
+        pair[0] = word as u32;
+        pair[1] = (word >> 32) as u32;
+    }
+    if let [last] = pairs.into_remainder() {
+        *last = generator.next_u64() as u32;
+    }
+    for value in values.iter_mut() {
+        *value = if *value >= threshold { keep } else { 0 };
     }
     x * mask
 }
@@ -231,6 +242,12 @@ impl Attention {
 
 /// `dropout(softmax(q kᵀ · scale + mask)) v`, libtorch's math path of scaled-dot-product
 /// attention; `mask` as [`Attention::attend`] takes it, `scale` 1/√d_h unless given.
+///
+/// Two passes over the `[B, heads, L, L]` scores fewer than the formula read literally, forward
+/// and backward alike: the scale multiplies q (`L × d_h` per head) before the product, and the
+/// mask is added in place as a bias of 0 and −∞, whose backward passes the gradient through (a
+/// `masked_fill` would run again on the gradient; the softmax's backward already gives the
+/// masked keys a zero gradient).
 fn attention_with_dropout(
     (q, k, v): (&Tensor, &Tensor, &Tensor),
     mask: Option<&Tensor>,
@@ -238,13 +255,15 @@ fn attention_with_dropout(
     p: f64,
 ) -> Tensor {
     let scale = scale.unwrap_or(1.0 / (q.size()[3] as f64).sqrt());
-    let mut scores = q.matmul(&k.transpose(-2, -1)) * scale;
-    let scores = match mask {
-        // In place: the product's scaling keeps nothing for its backward pass that this changes.
-        Some(mask) if mask.kind() == Kind::Bool => scores.masked_fill_(&mask.logical_not(), f64::NEG_INFINITY),
-        Some(bias) => scores + bias,
-        None => scores,
-    };
+    let mut scores = (q * scale).matmul(&k.transpose(-2, -1));
+    if let Some(mask) = mask {
+        if mask.kind() == Kind::Bool {
+            let bias = mask.zeros_like().to_kind(Kind::Float).masked_fill(&mask.logical_not(), f64::NEG_INFINITY);
+            let _ = scores.g_add_(&bias);
+        } else {
+            let _ = scores.g_add_(mask);
+        }
+    }
     dropout(&scores.softmax(-1, Kind::Float), p, true).matmul(v)
 }
 
