@@ -209,8 +209,17 @@ fn an_evaluation_sample_chooses_the_step_and_best_json_holds_the_full_sets() {
     ok(&run);
     assert!(stderr(&run).contains("on the evaluation sample"), "{}", stderr(&run));
     assert!(stderr(&run).contains("full sets"), "{}", stderr(&run));
+    // The test tables are routed once, at the end: no evaluation during the run scores them.
+    let log_text = stderr(&run);
+    let sampled_lines: Vec<&str> =
+        log_text.lines().filter(|line| line.contains(" s on the evaluation sample)")).collect();
+    assert_eq!(sampled_lines.len(), 4, "{log_text}");
+    assert!(sampled_lines.iter().all(|line| !line.contains("test")), "{sampled_lines:?}");
     // Every evaluation's time is logged at its step, and only there.
     let log = routerdc::io::read_parquet(&out.join("train_log.parquet")).unwrap();
+    let names = log.get_column_names();
+    assert!(names.iter().any(|name| name.starts_with("val:")), "{names:?}");
+    assert!(!names.iter().any(|name| name.starts_with("test:")), "{names:?}");
     let steps: Vec<i64> = log.column("step").unwrap().i64().unwrap().into_no_null_iter().collect();
     let eval_seconds: Vec<Option<f64>> = log.column("eval_seconds").unwrap().f64().unwrap().iter().collect();
     let sampled: Vec<Option<f64>> = log.column("val_average").unwrap().f64().unwrap().iter().collect();

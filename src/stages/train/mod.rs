@@ -152,10 +152,10 @@ pub struct TrainConfig {
     /// Continue the run saved in `--out` (`last.*`) with the same settings; `--steps` may grow.
     #[arg(long)]
     pub resume: bool,
-    /// Evaluate on a fixed, seeded sample of about this many rows of the validation tables (and
-    /// as many of the test tables), each table keeping its share, and choose the best step on
-    /// it; the chosen checkpoint is then evaluated on the full sets for `best.json`. 0: always
-    /// the full sets.
+    /// Evaluate during the run on a fixed, seeded sample of about this many rows of the
+    /// validation tables alone, each table keeping its share, and choose the best step on it;
+    /// the chosen checkpoint is then evaluated on the full validation and test sets for
+    /// `best.json` (the test tables are routed once). 0: the full sets at every evaluation.
     #[arg(long, default_value_t = 0)]
     #[serde(default)]
     pub eval_sample: usize,

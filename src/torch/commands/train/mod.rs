@@ -6,9 +6,9 @@
 //! them in passes of similar lengths, on the CPU shared out between workers ([`passes`]).
 //! Evaluation routes every query of the validation
 //! tables (the rows `--validation-ratio` holds out of the training tables, else the training
-//! tables themselves) and of the test tables, or `--eval-sample`'s rows of them; the checkpoint
-//! with the best validation average is kept as `best.safetensors` + `best.json` (never chosen by
-//! test scores).
+//! tables themselves) and of the test tables, or `--eval-sample`'s rows of the validation tables
+//! alone (the test tables then once, at the end); the checkpoint with the best validation
+//! average is kept as `best.safetensors` + `best.json` (never chosen by test scores).
 
 // `loss = loss + term` on purpose: tch's `+=` adds in place, into the tensor that `llm_loss`
 // shares, whose value is logged on its own.
@@ -208,11 +208,11 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
     let held_out: Option<Vec<(String, Vec<String>)>> = held_out_data.as_ref().map(|data| {
         data.tables.iter().map(|loaded| (loaded.table.dataset.clone(), loaded.table.query_ids.clone())).collect()
     });
-    // What the evaluations during the run route: the full sets, or `--eval-sample`'s rows.
-    let (validation_sample, test_sample) =
-        (validation_data.sample(config.eval_sample, config.seed), test_data.sample(config.eval_sample, config.seed));
+    // What the evaluations during the run route: the full sets, or `--eval-sample`'s rows of the
+    // validation tables alone (the step is chosen on them; the test tables are routed once, for
+    // the chosen checkpoint, at the end).
+    let validation_sample = validation_data.sample(config.eval_sample, config.seed);
     let validation_eval = validation_sample.as_ref().unwrap_or(validation_data);
-    let test_eval = test_sample.as_ref().unwrap_or(&test_data);
     // After the frozen vectors (float32, shared with `embed`'s cache) are made.
     set_bf16(config.bf16);
     if !quiet && config.freeze_encoder {
@@ -346,7 +346,8 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
 
             if step % config.eval_steps.max(1) == 0 || step == config.steps {
                 let evaluation_started = Instant::now();
-                let evaluation = Evaluation { validation: evaluate(validation_eval)?, test: evaluate(test_eval)? };
+                let test = if validation_sample.is_some() { Vec::new() } else { evaluate(&test_data)? };
+                let evaluation = Evaluation { validation: evaluate(validation_eval)?, test };
                 let evaluation_seconds = evaluation_started.elapsed().as_secs_f64();
                 eval_time += evaluation_seconds;
                 let validation_average = average(&evaluation.validation);
@@ -357,12 +358,17 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
                     evaluation.test.clone(),
                 ));
                 log.evaluation_seconds.push((step, evaluation_seconds));
-                let line = format!(
-                    "step {step}: loss {total:.4}, validation acc_predict {:.4}, test {:.4} ({evaluation_seconds:.1} s{})",
-                    validation_average,
-                    average(&evaluation.test),
-                    if validation_sample.is_some() { " on the evaluation sample" } else { "" }
-                );
+                let line = match validation_sample {
+                    Some(_) => format!(
+                        "step {step}: loss {total:.4}, validation acc_predict {validation_average:.4} \
+                         ({evaluation_seconds:.1} s on the evaluation sample)"
+                    ),
+                    None => format!(
+                        "step {step}: loss {total:.4}, validation acc_predict {validation_average:.4}, test {:.4} \
+                         ({evaluation_seconds:.1} s)",
+                        average(&evaluation.test)
+                    ),
+                };
                 if !quiet {
                     bar.println(&line);
                 }
