@@ -334,7 +334,7 @@ mod tests {
     }
 
     #[test]
-    fn attention_written_out_equals_libtorchs_without_dropout() {
+    fn attention_written_out_equals_libtorchs_without_dropout_values_and_gradients() {
         tch::manual_seed(3);
         let shape = [2, 4, 5, 8];
         let (q, k, v) = (
@@ -345,11 +345,34 @@ mod tests {
         let keys = Tensor::from_slice(&[1i64, 1, 1, 0, 0, 1, 1, 1, 1, 1]).view([2, 5]);
         let boolean = super::key_mask(&keys);
         let bias = Tensor::randn([2, 4, 5, 5], (Kind::Float, Device::Cpu));
-        for (mask, scale) in [(None, None), (Some(&boolean), None), (Some(&bias), Some(0.2))] {
-            let ours = attention_with_dropout((&q, &k, &v), mask, scale, 0.0);
-            let theirs = Tensor::scaled_dot_product_attention(&q, &k, &v, mask, 0.0, false, scale, false);
-            let worst = f64::try_from((ours - theirs).abs().max()).unwrap();
-            assert!(worst < 1e-5, "differs by {worst}");
+        // A bias of one row per head and key, broadcast over the queries, as DeBERTa's padding is.
+        let narrow_bias = Tensor::randn([2, 1, 1, 5], (Kind::Float, Device::Cpu));
+        let worst = |a: &Tensor, b: &Tensor| f64::try_from((a - b).abs().max()).unwrap();
+        for (mask, scale) in
+            [(None, None), (Some(&boolean), None), (Some(&bias), Some(0.2)), (Some(&narrow_bias), Some(0.3))]
+        {
+            // The values and the gradients of q, k, v (and of a float bias) under the same upstream gradient.
+            let run = |ours: bool| {
+                let leaves: Vec<Tensor> = [&q, &k, &v].iter().map(|t| t.copy().set_requires_grad(true)).collect();
+                let mask = mask
+                    .map(|m| if m.kind() == Kind::Bool { m.shallow_clone() } else { m.copy().set_requires_grad(true) });
+                let (a, b, c) = (&leaves[0], &leaves[1], &leaves[2]);
+                let out = if ours {
+                    attention_with_dropout((a, b, c), mask.as_ref(), scale, 0.0)
+                } else {
+                    Tensor::scaled_dot_product_attention(a, b, c, mask.as_ref(), 0.0, false, scale, false)
+                };
+                (&out * Tensor::linspace(-1.0, 1.0, 8, (Kind::Float, Device::Cpu))).sum(Kind::Float).backward();
+                let mut grads: Vec<Tensor> = leaves.iter().map(Tensor::grad).collect();
+                grads.extend(mask.filter(|m| m.requires_grad()).map(|m| m.grad()));
+                (out.detach(), grads)
+            };
+            let ((ours, our_grads), (theirs, their_grads)) = (run(true), run(false));
+            assert!(worst(&ours, &theirs) < 1e-5, "differs by {}", worst(&ours, &theirs));
+            assert_eq!(our_grads.len(), their_grads.len());
+            for (a, b) in our_grads.iter().zip(&their_grads) {
+                assert!(worst(a, b) < 1e-5, "a gradient differs by {}", worst(a, b));
+            }
         }
     }
 }
