@@ -205,6 +205,8 @@ mod tests {
             for grad in &grads {
                 optimizer.zero_grad();
                 (&table * grad).sum(Kind::Float).backward();
+                // The fused pass takes these tensors: otherwise both runs would be the ops'.
+                assert!(super::on_cpu_f32(&table) && super::on_cpu_f32(&table.grad()));
                 optimizer.step();
             }
             (table.detach(), optimizer.state_tensors())
