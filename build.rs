@@ -16,6 +16,11 @@ fn main() {
     // data commands start without loading it (libtorch's static initialisers take about 0.6 s).
     println!("cargo:rustc-link-arg-bin=routerdc-torch=-Wl,-rpath,{dir}");
     println!("cargo:rustc-link-arg-tests=-Wl,-rpath,{dir}");
+    // src/torch/mkl.rs: MKL's vendor test, answered by routerdc-torch. The dynamic linker finds
+    // these definitions before libtorch_cpu.so's own only if the executable exports them.
+    for symbol in ["mkl_serv_intel_cpu_true", "mkl_serv_intel_cpu"] {
+        println!("cargo:rustc-link-arg-bin=routerdc-torch=-Wl,--export-dynamic-symbol={symbol}");
+    }
     println!("cargo:rustc-env=ROUTERDC_LIBTORCH_LIB={dir}");
     compile_int8_shim(Path::new(&dir));
     if let Some(version) = libtorch_version(Path::new(&dir)) {

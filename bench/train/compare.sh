@@ -8,6 +8,8 @@
 # folder that scripts/setup.sh sets, ~/.cache/routerdc/target/release), for example:
 #   git checkout OLD && cargo build --release && mkdir -p /tmp/a && cp ~/.cache/routerdc/target/release/routerdc{,-torch} /tmp/a/
 #   git checkout main && cargo build --release && mkdir -p /tmp/b && cp ~/.cache/routerdc/target/release/routerdc{,-torch} /tmp/b/
+# ENV_A / ENV_B: settings for A's / B's runs, for one build under two settings, for example
+#   ENV_A=ROUTERDC_MKL_INTEL_ONLY=1 bench/train/compare.sh /tmp/b /tmp/b
 # Usage: ROUTERDC_DATA=../shared/routerdc-data bench/train/compare.sh A B [STEPS] [PAIRS]
 set -euo pipefail
 builds=("$(cd "${1:?give the folders of two builds}" && pwd)" "$(cd "${2:?give the folders of two builds}" && pwd)")
@@ -19,13 +21,15 @@ command -v perf >/dev/null || { echo "compare.sh needs perf (linux-perf)" >&2; e
 work="${BENCH_DIR:-/tmp/routerdc-bench-compare}"
 paper_step_timing "$work"
 
+envs=("${ENV_A:-}" "${ENV_B:-}")
 run_steps() { # BUILD NAME
-  perf stat -e task-clock,page-faults -o "$work/stat-$2" "$1/routerdc" train "${settings[@]}" --test "$work/humaneval" \
+  read -r -a settings_env <<<"${envs[$2]}"
+  env "${settings_env[@]}" perf stat -e task-clock,page-faults -o "$work/stat-$2" "$1/routerdc" train "${settings[@]}" --test "$work/humaneval" \
     --steps "$steps" --eval-steps 100000 --eval-sample 10 --out "$work/out-$2" 2>&1 |
     grep -E '^trained' | sed -E "s/; best.*//" | tr -d '\n'
   awk '/task-clock/ {printf "; CPU %.1f s", $1 / 1000} /page-faults/ {gsub(",", "", $1); printf "; %s page faults", $1}' \
     "$work/stat-$2"
-  echo " ($1)"
+  echo " ($1${envs[$2]:+, ${envs[$2]}})"
 }
 echo "== $pairs pairs of $steps steps"
 for pair in $(seq "$pairs"); do

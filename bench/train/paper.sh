@@ -9,7 +9,9 @@
 #      BENCHMARKS.md), chosen the same way.
 #   3. `report --checkpoint` for both on the test rows of split2_model7 (5 in-distribution tables, 2
 #      out of it), beside task_best, the best single LLM and the oracle, with the bootstrap verdict.
-#   4. the step time of bench/train/reference_loop.py (HF + PyTorch, padded to 512), same batch.
+#   4. the step time of bench/train/reference_loop.py (HF + PyTorch, padded to 512), same batch:
+#      as PyTorch runs it, and with MKL's vendor test answered as routerdc-torch answers it
+#      (src/torch/mkl.rs: MKL's AVX-512 kernels on an AMD processor that has AVX-512).
 # Usage: ROUTERDC_DATA=../shared/routerdc-data bench/train/paper.sh [STEPS] [REFERENCE_STEPS]
 # EXTRA="--task-weight 1" adds settings to run 1 (the fine-tuned router) alone.
 set -euo pipefail
@@ -47,3 +49,7 @@ grep -E '^group,(id|ood),(trained|frozen|best_single|task_best|oracle),' "$work/
 
 echo "== 4. reference-style loop, $reference_steps steps after a warm-up"
 "$python" bench/train/reference_loop.py "$encoder" "$ROUTERDC_DATA" "$reference_steps" 64 "$(nproc)" 2>&1 | grep reference
+cc -shared -fPIC -O2 -o "$work/mkl_any_vendor.so" bench/train/mkl_any_vendor.c
+echo "   with MKL's vendor test answered as routerdc-torch answers it:"
+LD_PRELOAD="$work/mkl_any_vendor.so" "$python" bench/train/reference_loop.py "$encoder" "$ROUTERDC_DATA" \
+  "$reference_steps" 64 "$(nproc)" 2>&1 | grep reference

@@ -250,11 +250,33 @@ fn libtorch_checks() -> Vec<Check> {
         "not available (training and embedding run on the CPU)".to_owned()
     };
     checks.push(Check::ok("CUDA", cuda));
+    checks.push(mkl_check());
     checks.push(Check::ok(
         "CPU threads",
         format!("libtorch uses {} of the machine's {machine_threads}", tch::get_num_threads()),
     ));
     checks
+}
+
+/// The matrix-multiply kernels MKL runs, and whether routerdc's answer to MKL's vendor test is in
+/// effect (`torch::mkl`).
+fn mkl_check() -> Check {
+    let Some(kernels) = torch::mkl::kernels() else {
+        return Check::ok("MKL kernels", "this libtorch has no MKL");
+    };
+    if !torch::mkl::dispatch_is_ours() {
+        return Check::failed(
+            "MKL kernels",
+            format!("{kernels}; MKL's vendor test is its own (its fastest kernels on Intel processors only)"),
+            "rebuild with `cargo build --release`: routerdc-torch must export mkl_serv_intel_cpu_true (build.rs)",
+        );
+    }
+    let how = if torch::mkl::vendor_check_lifted() {
+        "chosen by the processor's features; ROUTERDC_MKL_INTEL_ONLY=1 restores MKL's Intel-only choice"
+    } else {
+        "MKL's own choice"
+    };
+    Check::ok("MKL kernels", format!("{kernels} ({how})"))
 }
 
 /// GPU names from `nvidia-smi -L` (libtorch's C API has no device-name call); empty if absent.

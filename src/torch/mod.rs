@@ -6,6 +6,9 @@
 //!   files' settings, never a command.
 //! - [`commands`]: what `routerdc-torch` runs: embed, cluster, train (loop, AdamW,
 //!   checkpoints) and route.
+//! - [`mkl`]: MKL's matrix-multiply kernels chosen by the processor's features on any vendor's
+//!   processor (AVX-512 on AMD's).
 
 pub mod commands;
+pub mod mkl;
 pub mod model;

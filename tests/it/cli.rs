@@ -203,6 +203,30 @@ fn report_on_a_folder_without_tables_says_what_to_do() {
     assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
 }
 
+/// The "MKL kernels" line of `routerdc doctor` under the given environment.
+#[cfg(feature = "train")]
+fn mkl_kernels(env: &[(&str, &std::path::Path)]) -> String {
+    let text = stdout(&routerdc_with_env(["doctor"], env));
+    let line = text.lines().find(|line| line.contains("MKL kernels")).unwrap_or_else(|| panic!("{text}"));
+    line.to_owned()
+}
+
+#[cfg(all(feature = "train", target_arch = "x86_64"))]
+#[test]
+fn mkl_runs_the_kernels_the_processor_has_on_any_vendor() {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap();
+    let has = |word: &str| cpuinfo.lines().any(|line| line.split_whitespace().any(|w| w == word));
+    let line = mkl_kernels(&[]);
+    assert!(line.starts_with("✓"), "{line}");
+    assert_eq!(line.contains("AVX-512"), has("avx512f"), "{line}");
+    if !has("GenuineIntel") {
+        // MKL's own vendor test, restored: not Intel's, so not its AVX-512 kernels.
+        let own = mkl_kernels(&[("ROUTERDC_MKL_INTEL_ONLY", std::path::Path::new("1"))]);
+        assert!(own.starts_with("✓") && !own.contains("AVX-512"), "{own}");
+        assert!(own.contains("MKL's own choice"), "{own}");
+    }
+}
+
 #[test]
 fn a_parquet_file_of_another_shape_is_refused() {
     let temp = tempfile::tempdir().unwrap();
