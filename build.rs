@@ -17,7 +17,9 @@ fn main() {
     println!("cargo:rustc-link-arg-bin=routerdc-torch=-Wl,-rpath,{dir}");
     println!("cargo:rustc-link-arg-tests=-Wl,-rpath,{dir}");
     // src/torch/mkl.rs: MKL's vendor test, answered by routerdc-torch. The dynamic linker finds
-    // these definitions before libtorch_cpu.so's own only if the executable exports them.
+    // these definitions before libtorch_cpu.so's own only if the executable exports them; rustc
+    // 1.95 exports an executable's `#[no_mangle]` functions already (checked with `nm -D` on a
+    // build without this flag), and the flag keeps them exported should that default change.
     for symbol in ["mkl_serv_intel_cpu_true", "mkl_serv_intel_cpu"] {
         println!("cargo:rustc-link-arg-bin=routerdc-torch=-Wl,--export-dynamic-symbol={symbol}");
     }
