@@ -54,6 +54,25 @@ paper_settings=("${paper_losses[@]}" --eval-steps 100)
 paper_rates=(--learning-rate 5e-5 --temperature 1)
 paper_trained=("${paper_rates[@]}" --eval-sample 500)
 
+# paper_test_report TABLES OUT NAME=CHECKPOINT...: `report` into OUT on the test rows of TABLES (the
+# `tables` folder of paper_tables: task_best picks each task's LLM on the training tables) for the
+# checkpoints, grouped as the paper (5 tables in distribution, 2 out of it); prints the bootstrap
+# verdicts, then each checkpoint's and each baseline's group average with its interval.
+paper_test_report() {
+  local tables="$1" out="$2" checkpoints=() names=()
+  shift 2
+  for named in "$@"; do
+    checkpoints+=(--checkpoint "$named")
+    names+=("${named%%=*}")
+  done
+  "$bin" --quiet report --tables "$tables" --split test --out "$out" "${checkpoints[@]}" \
+    --group id=mmlu_test,gsm8k-test,cmmlu_test,arc_challenge_test,humaneval_test --group ood=MATH_prealgebra,mbpp >/dev/null
+  sed -n '/## Verdict/,/## acc (%)/p' "$out/report.md" | grep '^|'
+  local routers
+  routers="$(IFS='|'; echo "${names[*]}")"
+  grep -E "^group,(id|ood),($routers|best_single|task_best|oracle)," "$out/baselines.csv" | cut -d, -f2,3,4,7,8,9
+}
+
 # paper_train_test WORK: the paper's training tables (split2_model7_cluster, with cluster ids) in
 # WORK/train, and split2_model7's in- and out-of-distribution test tables in WORK/test.
 paper_train_test() {

@@ -28,8 +28,4 @@ echo "wall: $(echo "$(date +%s.%N) - $start" | bc) s"
 echo "random batches (paper.sh): $(grep -E '^trained' "$work/trained.log")"
 
 echo "== test tables"
-"$bin" --quiet report --tables "$work/report-tables/tables" --split test --out "$work/report-buckets" \
-  --checkpoint "bucketed=$out/best.safetensors" \
-  --group id=mmlu_test,gsm8k-test,cmmlu_test,arc_challenge_test,humaneval_test --group ood=MATH_prealgebra,mbpp >/dev/null
-sed -n '/## Verdict/,/## acc (%)/p' "$work/report-buckets/report.md" | grep '^|'
-grep -E '^group,(id|ood),(bucketed|best_single|task_best),' "$work/report-buckets/baselines.csv" | cut -d, -f2,3,4,7,8,9
+paper_test_report "$work/report-tables/tables" "$work/report-buckets" "bucketed=$out/best.safetensors"

@@ -41,11 +41,8 @@ echo "wall: $(echo "$(date +%s.%N) - $start" | bc) s"
 echo "== 3. test tables"
 # All of split2_model7 (training tables too: task_best picks each task's LLM on them), test rows.
 paper_tables "$work/report-tables"
-"$bin" --quiet report --tables "$work/report-tables/tables" --split test --out "$work/report" \
-  --checkpoint "trained=$work/trained/best.safetensors" --checkpoint "frozen=$work/frozen/best.safetensors" \
-  --group id=mmlu_test,gsm8k-test,cmmlu_test,arc_challenge_test,humaneval_test --group ood=MATH_prealgebra,mbpp >/dev/null
-sed -n '/## Verdict/,/## acc (%)/p' "$work/report/report.md" | grep '^|'
-grep -E '^group,(id|ood),(trained|frozen|best_single|task_best|oracle),' "$work/report/baselines.csv" | cut -d, -f2,3,4,7,8,9
+paper_test_report "$work/report-tables/tables" "$work/report" \
+  "trained=$work/trained/best.safetensors" "frozen=$work/frozen/best.safetensors"
 
 echo "== 4. reference-style loop, $reference_steps steps after a warm-up"
 "$python" bench/train/reference_loop.py "$encoder" "$ROUTERDC_DATA" "$reference_steps" 64 "$(nproc)" 2>&1 | grep reference

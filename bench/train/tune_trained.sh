@@ -24,11 +24,8 @@ echo "wall: $(echo "$(date +%s.%N) - $start" | bc) s"
 
 echo "== test tables"
 paper_tables "$work/report-tables"
-checkpoints=()
+trials=()
 for trial in "$work"/tune/trial-*/; do
-  checkpoints+=(--checkpoint "$(basename "$trial")=$trial/best.safetensors")
+  trials+=("$(basename "$trial")=$trial/best.safetensors")
 done
-"$bin" --quiet report --tables "$work/report-tables/tables" --split test --out "$work/report" "${checkpoints[@]}" \
-  --group id=mmlu_test,gsm8k-test,cmmlu_test,arc_challenge_test,humaneval_test --group ood=MATH_prealgebra,mbpp >/dev/null
-sed -n '/## Verdict/,/## acc (%)/p' "$work/report/report.md" | grep '^|'
-grep -E '^group,(id|ood),(trial-[0-9]+|best_single|task_best|oracle),' "$work/report/baselines.csv" | cut -d, -f2,3,4,7,8,9
+paper_test_report "$work/report-tables/tables" "$work/report" "${trials[@]}"
