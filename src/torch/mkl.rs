@@ -76,12 +76,7 @@ struct MklVersion {
 /// in use has no MKL (ARM builds, say).
 pub fn kernels() -> Option<String> {
     // Looked up at run time: a libtorch without MKL lacks the symbol, and linking it would fail.
-    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only reads the loaded objects'
-    // symbol tables.
-    let symbol = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"mkl_serv_get_version".as_ptr()) };
-    if symbol.is_null() {
-        return None;
-    }
+    let symbol = lookup(c"mkl_serv_get_version")?;
     // SAFETY: `mkl_serv_get_version` is `void (MKLVersion*)`, and it fills the record with
     // pointers to static strings.
     let get_version: unsafe extern "C" fn(*mut MklVersion) = unsafe { std::mem::transmute(symbol) };
@@ -107,9 +102,17 @@ pub fn kernels() -> Option<String> {
 /// Whether MKL's answer comes from this executable (the symbols were exported, build.rs), so
 /// that the vendor setting above is in effect.
 pub fn dispatch_is_ours() -> bool {
-    // SAFETY: as in `kernels`.
-    let symbol = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"mkl_serv_intel_cpu_true".as_ptr()) };
-    std::ptr::eq(symbol.cast_const().cast::<()>(), mkl_serv_intel_cpu_true as *const ())
+    lookup(c"mkl_serv_intel_cpu_true")
+        .is_some_and(|symbol| std::ptr::eq(symbol.cast_const().cast::<()>(), mkl_serv_intel_cpu_true as *const ()))
+}
+
+/// The address the dynamic linker gives `name` in this process (the executable first, then the
+/// loaded libraries), or `None` when nothing defines it.
+fn lookup(name: &CStr) -> Option<*mut std::ffi::c_void> {
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only reads the loaded objects'
+    // symbol tables.
+    let symbol = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+    (!symbol.is_null()).then_some(symbol)
 }
 
 /// Whether the processor is not Intel's and MKL runs its feature-chosen kernels on it.

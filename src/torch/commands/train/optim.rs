@@ -163,7 +163,7 @@ fn on_cpu_f32(t: &Tensor) -> bool {
 ///
 /// Why not libtorch's ops: one in-place op per term is eleven passes over 22.7 million floats
 /// (MiniLM) a step, while the encoder's workers wait (0.14–0.19 s a step timed by phase,
-/// BENCHMARKS.md, "train", against 3.5–4.5 s for the whole step); libtorch's fused
+/// BENCHMARKS.md, "train", against 3.5–4.5 s for the whole step then, with MKL's AVX2 kernels); libtorch's fused
 /// AdamW kernel (`_fused_adamw_`) is not bound by tch. The arithmetic is the ops' own, term by
 /// term (lerp as libtorch computes it for a weight under ½, `addcmul_` of g and g·(1 − β₂), the
 /// square root divided by √(1 − β₂ᵗ), then ε), so the results differ from theirs in rounding
