@@ -344,8 +344,9 @@ fn losses() -> Result<()> {
 }
 
 /// `adamw` (for the optimizer parity test): `{"params": {name: [[..]]}, "grads": [{name:
-/// [[..]]}, ...], "lr": .., "weight_decay": ..}` on stdin; applies one AdamW step per entry of
-/// `grads` and prints the parameters after each step, `[{name: [[..]]}, ...]`.
+/// [[..]]}, ...], "lr": .., "weight_decay": .., "own_lr": {name: lr}}` on stdin (`own_lr`
+/// optional: rates of their own, [`AdamW::set_learning_rate`]); applies one AdamW step per entry
+/// of `grads` and prints the parameters after each step, `[{name: [[..]]}, ...]`.
 fn adamw() -> Result<()> {
     use std::collections::BTreeMap;
     use torch::commands::train::optim::AdamW;
@@ -359,6 +360,12 @@ fn adamw() -> Result<()> {
         field(&case, "lr")?,
         field(&case, "weight_decay")?,
     );
+    let own: BTreeMap<String, f64> = case.get("own_lr").map_or(Ok(BTreeMap::new()), |_| field(&case, "own_lr"))?;
+    for (name, rate) in own {
+        if !optimizer.set_learning_rate(&name, rate) {
+            return Err(Error::input(format!("stdin: `own_lr` names `{name}`, which is not a parameter"), ""));
+        }
+    }
     let mut steps = Vec::new();
     for step in &grads {
         optimizer.zero_grad();

@@ -16,6 +16,9 @@ pub struct TuneConfig {
     /// Learning rates to try (comma-separated).
     #[arg(long = "try-learning-rate", value_delimiter = ',', value_name = "LR,...")]
     pub learning_rates: Vec<f64>,
+    /// Learning rates of the LLM embeddings to try (`--llm-learning-rate`).
+    #[arg(long = "try-llm-learning-rate", value_delimiter = ',', value_name = "LR,...")]
+    pub llm_learning_rates: Vec<f64>,
     /// Temperatures τ to try.
     #[arg(long = "try-temperature", value_delimiter = ',', value_name = "TAU,...")]
     pub temperatures: Vec<f64>,
@@ -37,6 +40,8 @@ pub struct TuneConfig {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Trial {
     pub learning_rate: f64,
+    /// The LLM embeddings' learning rate (`learning_rate` when not set apart).
+    pub llm_learning_rate: f64,
     pub temperature: f64,
     pub cluster_weight: f64,
     pub task_weight: f64,
@@ -49,6 +54,7 @@ impl Trial {
     pub fn apply(&self, base: &TrainConfig, out: std::path::PathBuf) -> TrainConfig {
         TrainConfig {
             learning_rate: Some(self.learning_rate),
+            llm_learning_rate: Some(self.llm_learning_rate),
             temperature: self.temperature,
             cluster_weight: self.cluster_weight,
             task_weight: self.task_weight,
@@ -64,31 +70,48 @@ impl TuneConfig {
     /// Every combination of the values to try, in order (the last setting varies fastest).
     pub fn trials(&self) -> Vec<Trial> {
         let base = &self.train;
-        let or = |values: &[f64], default: f64| if values.is_empty() { vec![default] } else { values.to_vec() };
-        let or_k = |values: &[usize], default: usize| if values.is_empty() { vec![default] } else { values.to_vec() };
-        let mut trials = Vec::new();
-        for &learning_rate in &or(&self.learning_rates, base.learning_rate()) {
-            for &temperature in &or(&self.temperatures, base.temperature) {
-                for &cluster_weight in &or(&self.cluster_weights, base.cluster_weight) {
-                    for &task_weight in &or(&self.task_weights, base.task_weight) {
-                        for &top_k in &or_k(&self.top_ks, base.top_k) {
-                            for &last_k in &or_k(&self.last_ks, base.last_k) {
-                                trials.push(Trial {
-                                    learning_rate,
-                                    temperature,
-                                    cluster_weight,
-                                    task_weight,
-                                    top_k,
-                                    last_k,
-                                });
-                            }
-                        }
-                    }
-                }
+        // An LLM learning rate not searched follows each trial's learning rate.
+        let start = Trial {
+            learning_rate: base.learning_rate(),
+            llm_learning_rate: f64::NAN,
+            temperature: base.temperature,
+            cluster_weight: base.cluster_weight,
+            task_weight: base.task_weight,
+            top_k: base.top_k,
+            last_k: base.last_k,
+        };
+        let mut trials = vec![start];
+        expand(&mut trials, &self.learning_rates, |t, &v| t.learning_rate = v);
+        expand(&mut trials, &self.llm_learning_rates, |t, &v| t.llm_learning_rate = v);
+        expand(&mut trials, &self.temperatures, |t, &v| t.temperature = v);
+        expand(&mut trials, &self.cluster_weights, |t, &v| t.cluster_weight = v);
+        expand(&mut trials, &self.task_weights, |t, &v| t.task_weight = v);
+        expand(&mut trials, &self.top_ks, |t, &v| t.top_k = v);
+        expand(&mut trials, &self.last_ks, |t, &v| t.last_k = v);
+        for trial in &mut trials {
+            if trial.llm_learning_rate.is_nan() {
+                trial.llm_learning_rate = base.llm_learning_rate.unwrap_or(trial.learning_rate);
             }
         }
         trials
     }
+}
+
+/// Each trial once per value, the values varying fastest (none: the trials as they are).
+fn expand<T>(trials: &mut Vec<Trial>, values: &[T], set: impl Fn(&mut Trial, &T)) {
+    if values.is_empty() {
+        return;
+    }
+    *trials = trials
+        .iter()
+        .flat_map(|trial| {
+            values.iter().map(|value| {
+                let mut trial = *trial;
+                set(&mut trial, value);
+                trial
+            })
+        })
+        .collect();
 }
 
 /// What a finished trial measured: the step its validation chose, that validation average and the
@@ -118,6 +141,7 @@ pub fn trials_frame(trials: &[Trial], outcomes: &[Outcome]) -> Result<DataFrame>
     DataFrame::new_infer_height(vec![
         Column::new("trial".into(), (1..=trials.len() as i64).collect::<Vec<_>>()),
         column("learning_rate", trials.iter().map(|t| t.learning_rate).collect()),
+        column("llm_learning_rate", trials.iter().map(|t| t.llm_learning_rate).collect()),
         column("temperature", trials.iter().map(|t| t.temperature).collect()),
         column("cluster_weight", trials.iter().map(|t| t.cluster_weight).collect()),
         column("task_weight", trials.iter().map(|t| t.task_weight).collect()),
@@ -159,6 +183,8 @@ mod tests {
         assert_eq!(trials.len(), 6);
         assert_eq!((trials[0].learning_rate, trials[0].temperature), (0.005, 1.0));
         assert_eq!((trials[5].learning_rate, trials[5].temperature), (0.05, 0.05));
+        // The LLM embeddings follow each trial's learning rate unless given one.
+        assert!(trials.iter().all(|t| t.llm_learning_rate == t.learning_rate));
         // Settings not searched keep train's values.
         assert!(trials.iter().all(|t| t.top_k == cli.tune.train.top_k && t.task_weight == cli.tune.train.task_weight));
         let outcome =
@@ -167,5 +193,24 @@ mod tests {
         assert_eq!(winner(&[]), None);
         let frame = trials_frame(&trials[..3], &[outcome(0.5), outcome(0.7), outcome(0.6)]).unwrap();
         assert_eq!(frame.height(), 3);
+    }
+
+    #[test]
+    fn the_llm_learning_rate_is_searched_beside_the_learning_rate_or_kept() {
+        let parse = |extra: &[&str]| {
+            let args = ["tune", "--train", "t", "--out", "o", "--try-learning-rate", "5e-5,1e-4"];
+            Cli::parse_from(args.iter().chain(extra)).tune.trials()
+        };
+        let rates =
+            |trials: Vec<Trial>| trials.iter().map(|t| (t.learning_rate, t.llm_learning_rate)).collect::<Vec<_>>();
+        assert_eq!(
+            rates(parse(&["--try-llm-learning-rate", "1e-3,1e-2"])),
+            [(5e-5, 1e-3), (5e-5, 1e-2), (1e-4, 1e-3), (1e-4, 1e-2)]
+        );
+        assert_eq!(rates(parse(&["--llm-learning-rate", "0.002"])), [(5e-5, 0.002), (1e-4, 0.002)]);
+        let trial = parse(&["--try-llm-learning-rate", "1e-3"])[1];
+        let base = Cli::parse_from(["tune", "--train", "t", "--out", "o"]).tune.train;
+        let config = trial.apply(&base, "o/trial-002".into());
+        assert_eq!((config.learning_rate, config.llm_learning_rate), (Some(1e-4), Some(1e-3)));
     }
 }

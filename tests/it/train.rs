@@ -341,6 +341,10 @@ fn tune_tries_the_grid_logs_every_trial_and_keeps_the_validation_winner() {
     let kept: Value = serde_json::from_slice(&std::fs::read(out.join("best.json")).unwrap()).unwrap();
     assert_eq!(kept["validation_average"].as_f64().unwrap(), validation[winner]);
     assert_eq!(kept["settings"]["learning_rate"], json!(rates[winner]));
+    // The LLM embeddings, not searched, train at each trial's learning rate.
+    let llm_rates: Vec<f64> = trials.column("llm_learning_rate").unwrap().f64().unwrap().into_no_null_iter().collect();
+    assert_eq!(llm_rates, rates);
+    assert_eq!(kept["settings"]["llm_learning_rate"], json!(rates[winner]));
     assert_eq!(
         std::fs::read(out.join("best.safetensors")).unwrap(),
         std::fs::read(out.join(format!("trial-{:03}/best.safetensors", winner + 1))).unwrap()
@@ -466,6 +470,9 @@ fn bad_training_settings_are_usage_errors() {
     let output = train(&["--top-k", "1", "--last-k", "1", "--train-split", "test"], &tables);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("has rows whose split is `test`"), "{}", stderr(&output));
+    let output = train(&["--top-k", "1", "--last-k", "1", "--llm-learning-rate=-0.01"], &tables);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("llm_learning_rate"), "{}", stderr(&output));
 
     // A table without cluster ids while the cluster loss is on.
     let records = json!([{"question": "q one", "scores": {"llm-a": 1.0, "llm-b": 0.0, "llm-c": 0.0}}]);
@@ -555,8 +562,10 @@ fn adamw_steps_equal_torch_optim_adamw() {
     let mut grads: Vec<Value> =
         (0..6).map(|step| json!({"w": matrix(3, 4, 0.1 * (step + 1) as f64), "k": matrix(2, 2, 2.0)})).collect();
     grads[3]["k"] = json!([[0.0, 0.0], [0.0, 0.0]]);
-    for (lr, weight_decay) in [(0.01, 0.01), (5e-5, 0.0), (0.1, 0.5)] {
-        let case = json!({"params": params, "grads": grads, "lr": lr, "weight_decay": weight_decay});
+    // The last case gives K a learning rate of its own (`--llm-learning-rate`; torch: a group).
+    let own = [json!({}), json!({}), json!({}), json!({"k": 0.05})];
+    for ((lr, weight_decay), own_lr) in [(0.01, 0.01), (5e-5, 0.0), (0.1, 0.5), (5e-5, 0.01)].into_iter().zip(own) {
+        let case = json!({"params": params, "grads": grads, "lr": lr, "weight_decay": weight_decay, "own_lr": own_lr});
         let mut reference = Command::new(&python);
         reference.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/adamw_reference.py"));
         let theirs = run_json(reference, &case);
@@ -574,6 +583,12 @@ fn adamw_steps_equal_torch_optim_adamw() {
         // The parameters moved: the comparison is not between two unchanged copies.
         let moved = flat(&ours[5]["w"]).iter().zip(flat(&params["w"])).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
         assert!(moved > 1e-5, "lr {lr}: the parameters did not move ({moved})");
+        // K at its own rate of 0.05 moves by about 0.05 a step, far more than at 5e-5.
+        if own_lr.get("k").is_some() {
+            let moved =
+                flat(&ours[0]["k"]).iter().zip(flat(&params["k"])).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+            assert!(moved > 0.01, "K did not move at its own rate ({moved})");
+        }
     }
 }
 

@@ -80,6 +80,12 @@ pub struct TrainConfig {
     /// Default: 5e-5 for RouterDC (the reference's), 1e-3 for `--router mlp`.
     #[arg(long)]
     pub learning_rate: Option<f64>,
+    /// RouterDC: the learning rate of the LLM embeddings K, a parameter group of their own.
+    /// Default: `--learning-rate`, as the reference trains them (at 5e-5 for 1000 steps they stay
+    /// almost where their random start put them).
+    #[arg(long, value_name = "LR")]
+    #[serde(default)]
+    pub llm_learning_rate: Option<f64>,
     #[arg(long, default_value_t = 0.01)]
     pub weight_decay: f64,
     /// Positives of the sample-LLM loss: the top_k best LLMs of each query.
@@ -278,6 +284,11 @@ pub fn check(config: &TrainConfig, train: &[LoadedTable], test: &[LoadedTable]) 
     }
     if config.temperature <= 0.0 || !config.temperature.is_finite() {
         return Err(Error::setting("temperature", "must be a positive number"));
+    }
+    for (key, rate) in [("learning_rate", config.learning_rate), ("llm_learning_rate", config.llm_learning_rate)] {
+        if rate.is_some_and(|rate| rate <= 0.0 || !rate.is_finite()) {
+            return Err(Error::setting(key, "must be a positive number"));
+        }
     }
     if config.cluster_weight != 0.0 {
         for loaded in train {

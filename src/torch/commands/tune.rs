@@ -42,11 +42,12 @@ pub fn run_tune(config: &TuneConfig, quiet: bool) -> Result<()> {
         };
         if !quiet {
             eprintln!(
-                "trial {}/{}: learning rate {}, τ {}, cluster weight {}, task weight {}, top_k {}, last_k {}: \
+                "trial {}/{}: learning rate {} (LLM embeddings {}), τ {}, cluster weight {}, task weight {}, top_k {}, last_k {}: \
                  validation {:.4} at step {} ({:.1} s)",
                 index + 1,
                 trials.len(),
                 trial.learning_rate,
+                trial.llm_learning_rate,
                 trial.temperature,
                 trial.cluster_weight,
                 trial.task_weight,

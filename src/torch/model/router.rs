@@ -19,6 +19,9 @@ use routerdc::routing::{LlmChoice, PairChoice, Similarity};
 
 use super::network::{Network, pad_batch};
 
+/// K's name in the variable store and the checkpoint.
+pub const LLM_EMBEDDINGS: &str = "embeddings.weight";
+
 #[derive(Debug)]
 pub struct Router {
     pub backbone: Network,

@@ -40,7 +40,7 @@ use self::passes::StepEncoder;
 use super::embed;
 use crate::torch::model::layers::set_bf16;
 use crate::torch::model::network::load_weights;
-use crate::torch::model::router::{Router, orthogonality_loss, sample_llm_loss, sample_sample_loss};
+use crate::torch::model::router::{LLM_EMBEDDINGS, Router, orthogonality_loss, sample_llm_loss, sample_sample_loss};
 
 /// One evaluation: per table (dataset, acc, acc_predict).
 struct Evaluation {
@@ -168,6 +168,10 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
         }
     }
     let mut optimizer = AdamW::new(&store, config.learning_rate(), config.weight_decay);
+    if let Some(rate) = config.llm_learning_rate {
+        let found = optimizer.set_learning_rate(LLM_EMBEDDINGS, rate);
+        assert!(found, "the router has no `{LLM_EMBEDDINGS}`");
+    }
 
     // A frozen encoder's vectors are `embed`'s (first token, same length and truncation): they
     // come from the embedding cache and its parallel workers.

@@ -9,21 +9,30 @@ use tch::{Device, Kind, Tensor, nn};
 use routerdc::error::Result;
 
 pub struct AdamW {
-    pub learning_rate: f64,
     pub weight_decay: f64,
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
     /// Steps taken so far (t).
     pub step: i64,
-    /// (name, parameter, first moment, second moment) of every trainable variable.
-    slots: Vec<(String, Tensor, Tensor, Tensor)>,
+    /// Every trainable variable with its moments and learning rate.
+    slots: Vec<Slot>,
     /// Two flat buffers as long as the largest parameter, for a step's intermediate results: a
     /// new 47 MB tensor each (MiniLM's token embeddings) was mapped afresh from the OS, page by
     /// page, at every step.
     scratch: [Tensor; 2],
     /// One pass per parameter on the CPU ([`update`]); off, libtorch's ops (as on a GPU).
     fused: bool,
+}
+
+/// A parameter, its first and second moments, and its learning rate (the optimizer's unless
+/// [`AdamW::set_learning_rate`] gave it its own, as a torch parameter group does).
+struct Slot {
+    name: String,
+    p: Tensor,
+    m: Tensor,
+    v: Tensor,
+    learning_rate: f64,
 }
 
 impl AdamW {
@@ -45,15 +54,22 @@ impl AdamW {
             .into_iter()
             .map(|(name, p)| {
                 let (m, v) = (p.zeros_like().detach(), p.zeros_like().detach());
-                (name, p, m, v)
+                Slot { name, p, m, v, learning_rate }
             })
             .collect();
-        AdamW { learning_rate, weight_decay, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 0, slots, scratch, fused: true }
+        AdamW { weight_decay, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 0, slots, scratch, fused: true }
+    }
+
+    /// Give the parameter `name` its own learning rate (torch: a parameter group of its own);
+    /// false when no trainable parameter has that name.
+    pub fn set_learning_rate(&mut self, name: &str, learning_rate: f64) -> bool {
+        let slot = self.slots.iter_mut().find(|slot| slot.name == name);
+        slot.map(|slot| slot.learning_rate = learning_rate).is_some()
     }
 
     pub fn zero_grad(&mut self) {
-        for (_, p, _, _) in &mut self.slots {
-            p.zero_grad();
+        for slot in &mut self.slots {
+            slot.p.zero_grad();
         }
     }
 
@@ -62,21 +78,22 @@ impl AdamW {
     ///   θ ← θ − lr / (1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)
     pub fn step(&mut self) {
         self.step += 1;
-        let (lr, b1, b2) = (self.learning_rate, self.beta1, self.beta2);
+        let (b1, b2) = (self.beta1, self.beta2);
         let correction1 = 1.0 - b1.powi(self.step as i32);
         let correction2_sqrt = (1.0 - b2.powi(self.step as i32)).sqrt();
-        // The scalars as libtorch casts them for float32 tensors.
-        let constants = Constants {
-            decay: (1.0 - lr * self.weight_decay) as f32,
-            weight1: (1.0 - b1) as f32,
-            beta2: b2 as f32,
-            weight2: (1.0 - b2) as f32,
-            correction2_sqrt: correction2_sqrt as f32,
-            eps: self.eps as f32,
-            step_size: (lr / correction1) as f32,
-        };
         tch::no_grad(|| {
-            for (_, p, m, v) in &mut self.slots {
+            for Slot { p, m, v, learning_rate: lr, .. } in &mut self.slots {
+                let lr = *lr;
+                // The scalars as libtorch casts them for float32 tensors.
+                let constants = Constants {
+                    decay: (1.0 - lr * self.weight_decay) as f32,
+                    weight1: (1.0 - b1) as f32,
+                    beta2: b2 as f32,
+                    weight2: (1.0 - b2) as f32,
+                    correction2_sqrt: correction2_sqrt as f32,
+                    eps: self.eps as f32,
+                    step_size: (lr / correction1) as f32,
+                };
                 let g = p.grad();
                 if !g.defined() {
                     continue;
@@ -125,7 +142,7 @@ impl AdamW {
     /// The moments as named tensors (`optimizer.m.<name>`, `optimizer.v.<name>`).
     pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
         let mut tensors = Vec::with_capacity(2 * self.slots.len());
-        for (name, _, m, v) in &self.slots {
+        for Slot { name, m, v, .. } in &self.slots {
             tensors.push((format!("optimizer.m.{name}"), m.shallow_clone()));
             tensors.push((format!("optimizer.v.{name}"), v.shallow_clone()));
         }
@@ -134,7 +151,7 @@ impl AdamW {
 
     /// Copy the moments back from tensors named as [`AdamW::state_tensors`] names them.
     pub fn load_state<'a>(&mut self, mut saved: impl FnMut(&str) -> Result<&'a Tensor>) -> Result<()> {
-        for (name, _, m, v) in &mut self.slots {
+        for Slot { name, m, v, .. } in &mut self.slots {
             m.copy_(saved(&format!("optimizer.m.{name}"))?);
             v.copy_(saved(&format!("optimizer.v.{name}"))?);
         }
