@@ -326,9 +326,11 @@ pub fn save_last(config: &TrainConfig, store: &nn::VarStore, optimizer: &AdamW, 
 }
 
 /// The settings of a run as `--resume` compares them: all but `--steps` (which may grow),
-/// `--workers` (how the same work is shared out) and `--resume` itself.
+/// `--workers` (how the same work is shared out) and `--resume` itself. Runs saved before
+/// `--llm-learning-rate` trained K at the learning rate, which is what they record.
 fn comparable(settings: &TrainConfig, path: &Path) -> Result<serde_json::Value> {
     let mut settings = settings.clone();
+    settings.llm_learning_rate = settings.llm_learning_rate.or(settings.learning_rate);
     settings.steps = 0;
     settings.workers = 0;
     settings.resume = false;

@@ -101,14 +101,16 @@ impl Data {
 }
 
 pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
-    // The kind's default learning rate, written out: best.json and last.json record the value.
+    // The kind's default learning rates, written out: best.json and last.json record the values.
+    let routerdc = config.router == train::RouterKind::Routerdc;
     let config = &TrainConfig {
         learning_rate: Some(config.learning_rate()),
+        llm_learning_rate: config.llm_learning_rate.or(routerdc.then(|| config.learning_rate())),
         validation_ratio: Some(config.validation_ratio()),
         ..config.clone()
     };
     train::check_validation_ratio(config)?;
-    if config.router != train::RouterKind::Routerdc {
+    if !routerdc {
         return knn::run(config, quiet);
     }
     let (train_tables, test_tables) = train::load_tables(config)?;
@@ -170,7 +172,7 @@ pub fn run_train(config: &TrainConfig, quiet: bool) -> Result<()> {
     let mut optimizer = AdamW::new(&store, config.learning_rate(), config.weight_decay);
     if let Some(rate) = config.llm_learning_rate {
         let found = optimizer.set_learning_rate(LLM_EMBEDDINGS, rate);
-        assert!(found, "the router has no `{LLM_EMBEDDINGS}`");
+        assert!(found, "the router has no trainable `{LLM_EMBEDDINGS}`");
     }
 
     // A frozen encoder's vectors are `embed`'s (first token, same length and truncation): they
