@@ -506,6 +506,12 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
     run(&whole, "10", &[]);
     let parts = temp.path().join("parts");
     run(&parts, "5", &[]);
+    // Saved as a build before `--llm-learning-rate` saved it (K at the learning rate): resumable.
+    let last_json = parts.join("last.json");
+    let mut saved: Value = serde_json::from_slice(&std::fs::read(&last_json).unwrap()).unwrap();
+    assert_eq!(saved["settings"]["llm_learning_rate"], saved["settings"]["learning_rate"]);
+    saved["settings"].as_object_mut().unwrap().remove("llm_learning_rate");
+    std::fs::write(&last_json, serde_json::to_vec_pretty(&saved).unwrap()).unwrap();
     let resumed = run(&parts, "10", &["--resume"]);
     assert!(stderr(&resumed).contains("resuming after step 5"), "{}", stderr(&resumed));
     let tensors = |dir: &Path| -> Vec<(String, Vec<f32>)> {
