@@ -360,8 +360,8 @@ fn adamw() -> Result<()> {
         field(&case, "lr")?,
         field(&case, "weight_decay")?,
     );
-    let own: BTreeMap<String, f64> = case.get("own_lr").map_or(Ok(BTreeMap::new()), |_| field(&case, "own_lr"))?;
-    for (name, rate) in own {
+    let own: Option<BTreeMap<String, f64>> = field(&case, "own_lr")?;
+    for (name, rate) in own.unwrap_or_default() {
         if !optimizer.set_learning_rate(&name, rate) {
             return Err(Error::input(format!("stdin: `own_lr` names `{name}`, which is not a parameter"), ""));
         }

@@ -40,8 +40,8 @@ pub struct TuneConfig {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Trial {
     pub learning_rate: f64,
-    /// The LLM embeddings' learning rate (`learning_rate` when not set apart).
-    pub llm_learning_rate: f64,
+    /// The LLM embeddings' learning rate when set apart from `learning_rate`.
+    pub llm_learning_rate: Option<f64>,
     pub temperature: f64,
     pub cluster_weight: f64,
     pub task_weight: f64,
@@ -50,11 +50,16 @@ pub struct Trial {
 }
 
 impl Trial {
+    /// The rate the LLM embeddings train at.
+    pub fn llm_learning_rate(&self) -> f64 {
+        self.llm_learning_rate.unwrap_or(self.learning_rate)
+    }
+
     /// `base` with this trial's settings, writing into `out`.
     pub fn apply(&self, base: &TrainConfig, out: std::path::PathBuf) -> TrainConfig {
         TrainConfig {
             learning_rate: Some(self.learning_rate),
-            llm_learning_rate: Some(self.llm_learning_rate),
+            llm_learning_rate: Some(self.llm_learning_rate()),
             temperature: self.temperature,
             cluster_weight: self.cluster_weight,
             task_weight: self.task_weight,
@@ -70,10 +75,9 @@ impl TuneConfig {
     /// Every combination of the values to try, in order (the last setting varies fastest).
     pub fn trials(&self) -> Vec<Trial> {
         let base = &self.train;
-        // An LLM learning rate not searched follows each trial's learning rate.
         let start = Trial {
             learning_rate: base.learning_rate(),
-            llm_learning_rate: f64::NAN,
+            llm_learning_rate: base.llm_learning_rate,
             temperature: base.temperature,
             cluster_weight: base.cluster_weight,
             task_weight: base.task_weight,
@@ -82,17 +86,12 @@ impl TuneConfig {
         };
         let mut trials = vec![start];
         expand(&mut trials, &self.learning_rates, |t, &v| t.learning_rate = v);
-        expand(&mut trials, &self.llm_learning_rates, |t, &v| t.llm_learning_rate = v);
+        expand(&mut trials, &self.llm_learning_rates, |t, &v| t.llm_learning_rate = Some(v));
         expand(&mut trials, &self.temperatures, |t, &v| t.temperature = v);
         expand(&mut trials, &self.cluster_weights, |t, &v| t.cluster_weight = v);
         expand(&mut trials, &self.task_weights, |t, &v| t.task_weight = v);
         expand(&mut trials, &self.top_ks, |t, &v| t.top_k = v);
         expand(&mut trials, &self.last_ks, |t, &v| t.last_k = v);
-        for trial in &mut trials {
-            if trial.llm_learning_rate.is_nan() {
-                trial.llm_learning_rate = base.llm_learning_rate.unwrap_or(trial.learning_rate);
-            }
-        }
         trials
     }
 }
@@ -141,7 +140,7 @@ pub fn trials_frame(trials: &[Trial], outcomes: &[Outcome]) -> Result<DataFrame>
     DataFrame::new_infer_height(vec![
         Column::new("trial".into(), (1..=trials.len() as i64).collect::<Vec<_>>()),
         column("learning_rate", trials.iter().map(|t| t.learning_rate).collect()),
-        column("llm_learning_rate", trials.iter().map(|t| t.llm_learning_rate).collect()),
+        column("llm_learning_rate", trials.iter().map(Trial::llm_learning_rate).collect()),
         column("temperature", trials.iter().map(|t| t.temperature).collect()),
         column("cluster_weight", trials.iter().map(|t| t.cluster_weight).collect()),
         column("task_weight", trials.iter().map(|t| t.task_weight).collect()),
@@ -184,7 +183,7 @@ mod tests {
         assert_eq!((trials[0].learning_rate, trials[0].temperature), (0.005, 1.0));
         assert_eq!((trials[5].learning_rate, trials[5].temperature), (0.05, 0.05));
         // The LLM embeddings follow each trial's learning rate unless given one.
-        assert!(trials.iter().all(|t| t.llm_learning_rate == t.learning_rate));
+        assert!(trials.iter().all(|t| t.llm_learning_rate() == t.learning_rate));
         // Settings not searched keep train's values.
         assert!(trials.iter().all(|t| t.top_k == cli.tune.train.top_k && t.task_weight == cli.tune.train.task_weight));
         let outcome =
@@ -202,7 +201,7 @@ mod tests {
             Cli::parse_from(args.iter().chain(extra)).tune.trials()
         };
         let rates =
-            |trials: Vec<Trial>| trials.iter().map(|t| (t.learning_rate, t.llm_learning_rate)).collect::<Vec<_>>();
+            |trials: Vec<Trial>| trials.iter().map(|t| (t.learning_rate, t.llm_learning_rate())).collect::<Vec<_>>();
         assert_eq!(
             rates(parse(&["--try-llm-learning-rate", "1e-3,1e-2"])),
             [(5e-5, 1e-3), (5e-5, 1e-2), (1e-4, 1e-3), (1e-4, 1e-2)]

@@ -569,8 +569,9 @@ fn adamw_steps_equal_torch_optim_adamw() {
         (0..6).map(|step| json!({"w": matrix(3, 4, 0.1 * (step + 1) as f64), "k": matrix(2, 2, 2.0)})).collect();
     grads[3]["k"] = json!([[0.0, 0.0], [0.0, 0.0]]);
     // The last case gives K a learning rate of its own (`--llm-learning-rate`; torch: a group).
-    let own = [json!({}), json!({}), json!({}), json!({"k": 0.05})];
-    for ((lr, weight_decay), own_lr) in [(0.01, 0.01), (5e-5, 0.0), (0.1, 0.5), (5e-5, 0.01)].into_iter().zip(own) {
+    for (lr, weight_decay, own_lr) in
+        [(0.01, 0.01, json!({})), (5e-5, 0.0, json!({})), (0.1, 0.5, json!({})), (5e-5, 0.01, json!({"k": 0.05}))]
+    {
         let case = json!({"params": params, "grads": grads, "lr": lr, "weight_decay": weight_decay, "own_lr": own_lr});
         let mut reference = Command::new(&python);
         reference.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/adamw_reference.py"));

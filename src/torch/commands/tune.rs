@@ -47,7 +47,7 @@ pub fn run_tune(config: &TuneConfig, quiet: bool) -> Result<()> {
                 index + 1,
                 trials.len(),
                 trial.learning_rate,
-                trial.llm_learning_rate,
+                trial.llm_learning_rate(),
                 trial.temperature,
                 trial.cluster_weight,
                 trial.task_weight,
